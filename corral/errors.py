@@ -1,0 +1,99 @@
+"""The one exception tree of corral.
+
+Every error corral raises on purpose derives from :class:`CorralError`; errors coming from
+paramiko, fabric, subprocess or SLURM are translated at the boundary (``raise ... from exc``)
+so the original stays available as ``__cause__``::
+
+    CorralError
+    ├── ConfigError            bad declaration, bad value, missing param, sealed config
+    ├── PluginError            plugin import failure, duplicate name, unknown launcher
+    ├── ConnectorError         a connector could not do what was asked
+    │   ├── AuthenticationError    the remote side refused our credentials
+    │   └── HostKeyError           unknown or changed host key
+    ├── SubmissionError        a launcher could not submit (argv, exit code, stderr tail)
+    └── JobFailedError         one or more jobs of an experiment failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class CorralError(Exception):
+    """Base class of every error corral raises on purpose."""
+
+
+class ConfigError(CorralError):
+    """A configuration class or value is invalid."""
+
+
+class PluginError(CorralError):
+    """A plugin failed to load, or registered something invalid."""
+
+
+class ConnectorError(CorralError):
+    """A connector operation (command, file transfer, connection) failed."""
+
+
+class AuthenticationError(ConnectorError):
+    """The remote host refused our credentials."""
+
+
+class HostKeyError(ConnectorError):
+    """The remote host key is unknown or does not match the recorded one."""
+
+
+class SubmissionError(CorralError):
+    """A launcher failed to submit a job.
+
+    :param message: what failed, in one line.
+    :param argv: the command that was run, if any.
+    :param returncode: its exit code, if it ran.
+    :param stderr: its standard error; only the tail is kept.
+    """
+
+    STDERR_TAIL = 2000
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: Sequence[str] | None = None,
+        returncode: int | None = None,
+        stderr: str = "",
+    ) -> None:
+        self.argv = list(argv) if argv is not None else None
+        self.returncode = returncode
+        self.stderr = stderr[-self.STDERR_TAIL :]
+        details = []
+        if returncode is not None:
+            details.append(f"exit code {returncode}")
+        tail = self.stderr.strip().splitlines()
+        if tail:
+            details.append(tail[-1])
+        super().__init__(message + (f" ({'; '.join(details)})" if details else ""))
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """One failed job, as listed by :class:`JobFailedError`."""
+
+    identifier: str
+    task: str
+    reason: str
+    message: str
+    stderr: str
+
+    def __str__(self) -> str:
+        detail = f": {self.message}" if self.message else ""
+        return f"{self.task} {self.identifier[:12]} {self.reason}{detail} (stderr: {self.stderr})"
+
+
+class JobFailedError(CorralError):
+    """Jobs of an experiment failed; ``failures`` lists them."""
+
+    def __init__(self, failures: Sequence[FailedJob]) -> None:
+        self.failures = list(failures)
+        lines = "\n".join(f"  {f}" for f in self.failures)
+        super().__init__(f"{len(self.failures)} job(s) failed:\n{lines}")
