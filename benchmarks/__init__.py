@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of corral (run one with ``python -m benchmarks.<name>``)."""

@@ -1,0 +1,433 @@
+"""``Config``: typed, keyword-only, sealable configuration objects declared by annotations."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import itertools
+import re
+import sys
+import textwrap
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from corral.core.fields import (
+    _MISSING,
+    FieldSpec,
+    Kind,
+    Tagged,
+    _KindMarker,
+    pathgenerator,
+)
+from corral.core.paths import UNSUBMITTED, GeneratedPath, qualified_name
+from corral.core.validation import SUPPORTED, Mismatch, UnsupportedType, describe, given
+from corral.errors import ConfigError
+
+if TYPE_CHECKING:
+    from corral.core.validation import Validator
+
+_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+class FieldInfo:
+    """One declared field of a config class."""
+
+    __slots__ = (
+        "_default_encoding",
+        "_help",
+        "annotation",
+        "default",
+        "default_factory",
+        "kind",
+        "name",
+        "owner",
+        "relpath",
+        "validate",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: Kind,
+        annotation: Any,
+        validate: Validator,
+        owner: type[Config],
+        *,
+        default: Any = _MISSING,
+        default_factory: Any = None,
+        relpath: str | None = None,
+        help: str | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.annotation = annotation
+        self.validate = validate
+        self.owner = owner
+        self.default = default
+        self.default_factory = default_factory
+        self.relpath = relpath
+        self._help = help
+        self._default_encoding: bytes | None = None
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the field can be omitted at construction."""
+        return self.default is not _MISSING or self.default_factory is not None
+
+    @property
+    def required(self) -> bool:
+        """Whether a value must be given (generated fields never are)."""
+        return self.kind is not Kind.GENERATED and not self.has_default
+
+    def make_default(self) -> Any:
+        """A fresh default value (containers are copied, factories called)."""
+        if self.default_factory is not None:
+            return self.validate(self.default_factory())
+        if isinstance(self.default, list | dict | set):
+            return copy.deepcopy(self.default)
+        return self.default
+
+    def default_encoding(self) -> bytes:
+        """The canonical encoding of the default, to leave defaults out of the identity."""
+        if self._default_encoding is None:
+            from corral.core.identity import encode
+
+            self._default_encoding = encode(self.make_default())
+        return self._default_encoding
+
+    @property
+    def help(self) -> str | None:
+        """Help text: ``field(help=...)`` or the docstring written under the declaration."""
+        if self._help is None:
+            self._help = _docstrings(self.owner).get(self.name, "")
+        return self._help or None
+
+    def __repr__(self) -> str:
+        kind, tp = self.kind.value, describe(self.annotation)
+        return f"<field {self.owner.__name__}.{self.name}: {kind} {tp}>"
+
+
+class ClassInfo:
+    """Everything derived once per config class: fields, type id, identity order."""
+
+    __slots__ = ("defaults", "fields", "generated", "header", "identity_fields", "type_id")
+
+    def __init__(self, cls: type[Config], fields: dict[str, FieldInfo]) -> None:
+        from corral.core.identity import header_for
+
+        self.fields = fields
+        explicit = cls.__dict__.get("__corral_id__")
+        self.type_id: str = explicit if explicit else qualified_name(cls)
+        self.defaults = [
+            f for f in fields.values() if f.has_default and f.kind is not Kind.GENERATED
+        ]
+        self.generated = {n: f for n, f in fields.items() if f.kind is Kind.GENERATED}
+        self.identity_fields = sorted(
+            (f for f in fields.values() if f.kind in (Kind.PARAM, Kind.CONSTANT)),
+            key=lambda f: f.name.encode(),
+        )
+        self.header = header_for(self.type_id)
+
+
+def _split_annotation(hint: Any) -> tuple[Any, Kind | None, pathgenerator | None]:
+    """(inner type, kind, pathgenerator) of an annotation; kind None = not a field."""
+    if typing.get_origin(hint) is not typing.Annotated:
+        return hint, None, None
+    inner, *extras = typing.get_args(hint)
+    kind: Kind | None = None
+    generator: pathgenerator | None = None
+    for extra in extras:
+        if isinstance(extra, _KindMarker):
+            kind = extra.kind
+        elif isinstance(extra, pathgenerator):
+            generator = extra
+    if typing.get_origin(inner) is typing.Annotated:  # Param[Annotated[...]] nests
+        inner2, kind2, gen2 = _split_annotation(inner)
+        return inner2, kind or kind2, generator or gen2
+    if generator is not None:
+        return inner, Kind.GENERATED, generator
+    return inner, kind, None
+
+
+def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
+    from corral.core.validation import validator_for
+
+    try:
+        localns = cls.__dict__.get("_corral_localns")
+        hints = typing.get_type_hints(cls, localns=localns, include_extras=True)
+    except NameError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{cls.__qualname__}: cannot read annotations: {exc}") from exc
+    fields: dict[str, FieldInfo] = {}
+    for name, hint in hints.items():
+        if name.startswith("_") or typing.get_origin(hint) is ClassVar:
+            continue
+        inner, kind, generator = _split_annotation(hint)
+        if kind is None:
+            continue  # a plain annotation is an ordinary attribute, not a field
+        owner = next(c for c in cls.__mro__ if name in inspect.get_annotations(c))
+        where = f"{cls.__qualname__}.{name}"
+        if kind is Kind.GENERATED:
+            assert generator is not None
+            if name in cls.__dict__ and not callable(cls.__dict__[name]):
+                raise ConfigError(f"{where}: a pathgenerator field takes no default")
+            fields[name] = FieldInfo(
+                name, kind, Path, lambda v: v, owner, relpath=generator.relpath
+            )
+            continue
+        try:
+            validate = validator_for(inner)
+        except UnsupportedType as exc:
+            raise ConfigError(f"{where}: unsupported type {exc}; supported: {SUPPORTED}") from None
+        raw = getattr(cls, name, _MISSING)
+        spec = raw if isinstance(raw, FieldSpec) else FieldSpec(default=raw)
+        info = FieldInfo(
+            name,
+            kind,
+            inner,
+            validate,
+            owner,
+            default=spec.default,
+            default_factory=spec.default_factory,
+            help=spec.help,
+        )
+        if not info.has_default and _accepts_none(inner) and kind is not Kind.CONSTANT:
+            info.default = None  # Optional[...] without a default defaults to None
+        if info.default is not _MISSING:
+            try:
+                info.default = validate(info.default)
+            except Mismatch as exc:
+                raise ConfigError(
+                    f"{where}: default {exc.value!r} is not a {describe(inner)}"
+                ) from None
+        if kind is Kind.CONSTANT and info.default is _MISSING:
+            raise ConfigError(f"{where}: a Constant needs a value")
+        fields[name] = info
+    return fields
+
+
+def _accepts_none(tp: Any) -> bool:
+    return tp is None or tp is type(None) or type(None) in typing.get_args(tp)
+
+
+def class_info(cls: type[Config]) -> ClassInfo:
+    """The (cached) :class:`ClassInfo` of a config class."""
+    info = cls.__dict__.get("_corral_info")
+    if info is None:
+        try:
+            fields = _collect_fields(cls)
+        except NameError as exc:
+            raise ConfigError(f"{cls.__qualname__}: unresolved annotation: {exc}") from exc
+        info = ClassInfo(cls, fields)
+        type.__setattr__(cls, "_corral_info", info)
+    return info
+
+
+def fields(config_or_class: Config | type[Config]) -> Mapping[str, FieldInfo]:
+    """The declared fields of a config class (or of a config's class), by name."""
+    cls = config_or_class if isinstance(config_or_class, type) else type(config_or_class)
+    return class_info(cls).fields
+
+
+def _docstrings(cls: type[Any]) -> dict[str, str]:
+    """Docstrings written under field declarations in the class body."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = next((n.body for n in tree.body if isinstance(n, ast.ClassDef)), [])
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+class Config:
+    """Base class of typed configurations.
+
+    Declare fields with ``Param[T]``, ``Meta[T]``, ``Constant[T]`` and
+    ``Annotated[Path, pathgenerator("rel")]``; build with keyword arguments only. A config is
+    sealed (immutable) once its identifier is taken or it is submitted. Give a class a stable
+    type id, independent of its module, with ``class X(Config, id="project.X")``.
+    """
+
+    __corral_id__: ClassVar[str | None] = None
+    __taskdir__: Path
+    __maintaskdir__: Path
+
+    def __init_subclass__(cls, *, id: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if id is not None:
+            if not isinstance(id, str) or not _ID_PATTERN.match(id):
+                raise ConfigError(
+                    f"{cls.__qualname__}: invalid id {id!r}: letters, digits, '_', '.', '-' only"
+                )
+            cls.__corral_id__ = id
+        else:
+            cls.__corral_id__ = None  # an explicit id is never inherited
+        try:
+            class_info(cls)  # declaration errors show at class definition
+        except ConfigError as exc:
+            if not isinstance(exc.__cause__, NameError):
+                raise
+            # Forward references are resolved on first use, also against the names visible
+            # where the class was defined (a class declared inside a function).
+            frame = sys._getframe(1)
+            type.__setattr__(cls, "_corral_localns", {**frame.f_locals, cls.__name__: cls})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cls = type(self)
+        if args:
+            raise ConfigError(f"{cls.__qualname__}() takes keyword arguments only")
+        info = class_info(cls)
+        d = self.__dict__
+        tags: dict[str, Any] | None = None
+        for name, value in kwargs.items():
+            f = info.fields.get(name)
+            if f is None or f.kind is Kind.GENERATED:
+                raise ConfigError(_unknown_message(cls, info, name))
+            if type(value) is Tagged:
+                value = value.value
+                if tags is None:
+                    tags = {}
+                tags[name] = value
+            d[name] = _validate(cls, f, value)
+        for f in info.defaults:
+            if f.name not in d:
+                d[f.name] = f.make_default()
+        if tags is not None:
+            d["_corral_tags"] = tags
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            f = class_info(type(self)).fields.get(name)
+            if f is not None and f.kind is Kind.GENERATED:
+                return generated_path(self, f)
+            if f is not None:
+                raise AttributeError(f"{type(self).__qualname__}.{name} is not set")
+            if name == "__taskdir__":
+                raise AttributeError(
+                    f"{type(self).__qualname__} has no job directory: submit it first"
+                )
+            raise AttributeError(f"{type(self).__qualname__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        cls = type(self)
+        f = class_info(cls).fields.get(name)
+        if f is None:
+            object.__setattr__(self, name, value)
+            return
+        if f.kind is Kind.GENERATED:
+            raise ConfigError(f"{cls.__qualname__}.{name} is a generated path and cannot be set")
+        if self.__dict__.get("_corral_sealed"):
+            raise ConfigError(
+                f"{cls.__qualname__}.{name}: cannot assign, the config is sealed "
+                "(its identifier was taken or it was submitted)"
+            )
+        if type(value) is Tagged:
+            value = value.value
+            self.__dict__.setdefault("_corral_tags", {})[name] = value
+        self.__dict__[name] = _validate(cls, f, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in class_info(type(self)).fields:
+            raise ConfigError(f"{type(self).__qualname__}.{name}: fields cannot be deleted")
+        object.__delattr__(self, name)
+
+    @property
+    def __tags__(self) -> dict[str, Any]:
+        """Tags collected through the whole config tree (the outermost value wins)."""
+        tags: dict[str, Any] = {}
+        for config in walk(self):
+            for name, value in config.__dict__.get("_corral_tags", {}).items():
+                tags.setdefault(name, value)
+        return tags
+
+    def __repr__(self) -> str:
+        info = class_info(type(self))
+        parts = [f"{n}={self.__dict__[n]!r}" for n in info.fields if n in self.__dict__]
+        return f"{type(self).__qualname__}({', '.join(parts)})"
+
+
+def _validate(cls: type[Config], f: FieldInfo, value: Any) -> Any:
+    if f.kind is Kind.CONSTANT:
+        from corral.core.identity import encode
+
+        if encode(value) != f.default_encoding():
+            raise ConfigError(
+                f"{cls.__qualname__}.{f.name} is a Constant ({f.default!r}); it cannot be set"
+            )
+        return f.default
+    try:
+        return f.validate(value)
+    except Mismatch as exc:
+        inside = f" (at {f.name}{exc.where}: {given(exc.value)})" if exc.where else ""
+        raise ConfigError(
+            f"{cls.__qualname__}.{f.name}: expected {describe(f.annotation)}, "
+            f"got {given(value)}{inside}"
+        ) from None
+
+
+def _unknown_message(cls: type[Config], info: ClassInfo, name: str) -> str:
+    settable = sorted(n for n, f in info.fields.items() if f.kind is not Kind.GENERATED)
+    if name in info.generated:
+        return f"{cls.__qualname__}.{name} is a generated path and cannot be given"
+    return f"{cls.__qualname__}: unknown param {name!r}; valid: {', '.join(settable) or '(none)'}"
+
+
+def generated_path(config: Config, f: FieldInfo) -> GeneratedPath:
+    """The value of a ``pathgenerator`` field: under the job directory once it is known."""
+    assert f.relpath is not None
+    d = config.__dict__
+    base = d.get("__taskdir__") or d.get("__maintaskdir__")
+    path = Path(base) / f.relpath if base is not None else UNSUBMITTED / f.relpath
+    from corral.core.task import Task
+
+    producer = config if isinstance(config, Task) else None
+    return GeneratedPath.make(path, f.relpath, producer=producer)
+
+
+def children(value: Any) -> Iterator[Any]:
+    """The leaf values and configs directly inside a field value (through containers)."""
+    if isinstance(value, list | tuple):
+        for v in value:
+            yield from children(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from children(v)
+    else:
+        yield value
+
+
+def walk(config: Config) -> Iterator[Config]:
+    """Every config of the tree rooted at ``config`` (itself first), each once."""
+    seen: set[int] = set()
+    stack = [config]
+    while stack:
+        c = stack.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        yield c
+        info = class_info(type(c))
+        nested = [
+            v
+            for name in info.fields
+            if name in c.__dict__
+            for v in children(c.__dict__[name])
+            if isinstance(v, Config)
+        ]
+        stack.extend(reversed(nested))

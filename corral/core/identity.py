@@ -1,0 +1,170 @@
+"""Content-hashed identity of configs: a canonical encoding fed to SHA-256.
+
+The encoding is specified in ``docs/identity.md`` and pinned by golden vectors in
+``tests/data/identity_vectors.json``. Changing any of it changes identifiers, which makes
+every finished job look new: that is a deliberate :data:`HASH_VERSION` bump, never a side
+effect.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import struct
+from pathlib import PurePath, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from corral.core.fields import Kind
+from corral.core.paths import GeneratedPath, qualified_name
+from corral.errors import ConfigError
+
+if TYPE_CHECKING:
+    from corral.core.config import Config
+
+HASH_VERSION = 1
+"""Version of the encoding; bump it (and the golden vectors) on any change."""
+
+MAGIC = b"corral-config\x00"
+
+_u64 = struct.Struct(">Q").pack
+_f64 = struct.Struct(">d").pack
+_CANONICAL_NAN = b"\x7f\xf8\x00\x00\x00\x00\x00\x00"
+_IN_PROGRESS = b""
+
+
+def _lp(data: bytes) -> bytes:
+    """Length-prefixed bytes: 8-byte big-endian length, then the bytes."""
+    return _u64(len(data)) + data
+
+
+def header_for(type_id: str) -> bytes:
+    """The fixed prefix of every digest input of a class with this type id."""
+    return MAGIC + _u64(HASH_VERSION) + _lp(type_id.encode())
+
+
+def _float(v: float) -> bytes:
+    if math.isnan(v):
+        return b"F" + _CANONICAL_NAN
+    return b"F" + _f64(v + 0.0)  # + 0.0 turns -0.0 into 0.0: equal values encode equally
+
+
+def _encode_into(value: Any, out: bytearray) -> None:
+    t = type(value)
+    if t is str:
+        out += b"S" + _lp(value.encode())
+    elif t is int:
+        out += b"I" + _lp(str(value).encode())
+    elif t is float:
+        out += _float(value)
+    elif t is bool:
+        out += b"B\x01" if value else b"B\x00"
+    elif value is None:
+        out += b"N"
+    elif t is list or t is tuple:
+        out += (b"L" if t is list else b"T") + _u64(len(value))
+        for v in value:
+            _encode_into(v, out)
+    elif t is dict:
+        keys = sorted(value, key=lambda k: k.encode() if isinstance(k, str) else b"")
+        out += b"D" + _u64(len(keys))
+        for k in keys:
+            if not isinstance(k, str):
+                raise ConfigError(f"cannot hash dict key {k!r}: keys must be str")
+            out += _lp(k.encode())
+            _encode_into(value[k], out)
+    else:
+        _encode_other(value, out)
+
+
+def _encode_other(value: Any, out: bytearray) -> None:
+    from corral.core.config import Config
+
+    if isinstance(value, Config):
+        out += b"C" + digest(value)
+    elif isinstance(value, GeneratedPath) and value.has_provenance:
+        if value.producer is not None:
+            producer = digest(value.producer)
+        else:
+            assert value.producer_id is not None
+            producer = bytes.fromhex(value.producer_id)
+        out += b"G" + producer + _lp(PurePosixPath(value.relpath).as_posix().encode())
+    elif isinstance(value, PurePath):
+        out += b"P" + _lp(PurePosixPath(value.as_posix()).as_posix().encode())
+    elif isinstance(value, enum.Enum):
+        out += b"E" + _lp(qualified_name(type(value)).encode()) + _lp(value.name.encode())
+    elif isinstance(value, bool):
+        _encode_into(bool(value), out)
+    elif isinstance(value, int):
+        _encode_into(int(value), out)
+    elif isinstance(value, float):
+        out += _float(float(value))
+    elif isinstance(value, str):
+        _encode_into(str(value), out)
+    else:
+        raise ConfigError(f"cannot hash a value of type {type(value).__name__}: {value!r}")
+
+
+def encode(value: Any) -> bytes:
+    """The canonical encoding of one param value."""
+    out = bytearray()
+    _encode_into(value, out)
+    return bytes(out)
+
+
+def digest(config: Config) -> bytes:
+    """The 32-byte SHA-256 digest of a config; computing it seals the config (and its tree)."""
+    from corral.core.config import class_info
+
+    d = config.__dict__
+    cached: bytes | None = d.get("_corral_digest")
+    if cached is not None:
+        if cached is _IN_PROGRESS:
+            raise ConfigError(f"{type(config).__qualname__}: the config tree contains a cycle")
+        return cached
+    info = class_info(type(config))
+    missing = [n for n, f in info.fields.items() if f.required and n not in d]
+    if missing:
+        names = ", ".join(repr(n) for n in missing)
+        raise ConfigError(f"{type(config).__qualname__}: missing required param(s) {names}")
+    d["_corral_digest"] = _IN_PROGRESS
+    try:
+        out = bytearray(info.header)
+        producer = d.get("_corral_producer")
+        if producer is None or producer is config:
+            out += b"\x00"
+        else:
+            out += b"\x01" + digest(producer)
+        items = bytearray()
+        count = 0
+        for f in info.identity_fields:
+            encoded = encode(d[f.name])
+            if f.kind is Kind.PARAM and f.has_default and encoded == f.default_encoding():
+                continue
+            items += _lp(f.name.encode()) + encoded
+            count += 1
+        out += _u64(count) + items
+        result = hashlib.sha256(out).digest()
+    except BaseException:
+        d["_corral_digest"] = None
+        raise
+    d["_corral_digest"] = result
+    d["_corral_sealed"] = True
+    return result
+
+
+def identifier(config: Config) -> str:
+    """The identity of a config: 64 lowercase hex characters. Seals the config."""
+    from corral.core.config import Config
+
+    if not isinstance(config, Config):
+        raise ConfigError(f"identifier() takes a Config, got {type(config).__name__}")
+    return digest(config).hex()
+
+
+def type_id(config_or_class: Config | type[Config]) -> str:
+    """The type id of a config class: ``module.QualName`` or its explicit ``id=``."""
+    from corral.core.config import class_info
+
+    cls = config_or_class if isinstance(config_or_class, type) else type(config_or_class)
+    return class_info(cls).type_id

@@ -1,0 +1,96 @@
+"""``Task``: a config that runs, and the dependency marks of its outputs."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from corral.core.config import Config, children, class_info
+from corral.core.paths import GeneratedPath
+from corral.errors import ConfigError
+
+C = TypeVar("C", bound=Config)
+
+
+class Dep:
+    """The ``dep`` given to :meth:`Task.task_outputs`: marks configs produced by the task."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def __call__(self, config: C) -> C:
+        """Mark ``config`` as depending on the task; returns it unchanged."""
+        if not isinstance(config, Config):
+            raise ConfigError(f"dep() takes a Config, got {type(config).__name__}")
+        if config is self.task:
+            return config
+        d = config.__dict__
+        current = d.get("_corral_producer")
+        if current is self.task:
+            return config
+        if current is not None:
+            raise ConfigError(f"{type(config).__qualname__} is already produced by another task")
+        if d.get("_corral_digest"):
+            raise ConfigError(
+                f"{type(config).__qualname__}: cannot mark with dep(), its identifier was "
+                "already taken; build a new config inside task_outputs()"
+            )
+        d["_corral_producer"] = self.task
+        return config
+
+
+class Task(Config):
+    """A config that can be submitted and executed.
+
+    ``execute()`` runs in the job, with the job directory as working directory and
+    ``self.__taskdir__`` / ``self.__tags__`` set.
+    """
+
+    def execute(self) -> None:
+        """The work of the task; subclasses define it."""
+        raise ConfigError(f"{type(self).__qualname__} does not define execute()")
+
+    def task_outputs(self, dep: Dep) -> Any:
+        """What ``submit()`` returns; parts marked with ``dep`` depend on this task."""
+        return dep(self)
+
+
+def producer_of(value: Any) -> Task | None:
+    """The task a value depends on: a task itself, a ``dep``-marked config, a generated path."""
+    if isinstance(value, Task):
+        return value
+    if isinstance(value, Config):
+        producer = value.__dict__.get("_corral_producer")
+        return producer if isinstance(producer, Task) else None
+    if isinstance(value, GeneratedPath) and isinstance(value.producer, Task):
+        return value.producer
+    return None
+
+
+def dependencies(config: Config) -> list[Task]:
+    """The tasks ``config`` needs, in order of first appearance (never ``config`` itself).
+
+    A task used as a param value, a config marked by a task's ``dep``, and a path generated
+    by a task all make that task a dependency. The search does not descend into a dependency
+    (its own dependencies are its business) but does descend into ``dep``-marked configs.
+    """
+    found: dict[int, Task] = {}
+    seen: set[int] = set()
+
+    def visit(value: Any, top: bool = False) -> None:
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        producer = producer_of(value)
+        if producer is not None and producer is not config:
+            found.setdefault(id(producer), producer)
+        if isinstance(value, Config) and (top or not isinstance(value, Task)):
+            info = class_info(type(value))
+            for name in info.fields:
+                if name in value.__dict__:
+                    for child in children(value.__dict__[name]):
+                        visit(child)
+
+    visit(config, top=True)
+    return list(found.values())
