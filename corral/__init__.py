@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from corral.core.config import Config
 from corral.core.fields import Constant, Meta, Param, field, pathgenerator, tag
 from corral.core.identity import identifier
@@ -17,7 +19,36 @@ from corral.errors import (
     SubmissionError,
 )
 
+if TYPE_CHECKING:
+    from corral.core.cache import cache
+    from corral.core.experiment import experiment
+    from corral.core.hooks import SubmitHook, submit_hook_decorator
+    from corral.core.job import Job
+    from corral.core.launcher import Launcher
+
 __version__ = "0.1.0"
+
+# Imported on first use, so that a job process (``python -m corral.run``) starts fast.
+_LAZY = {
+    "cache": "corral.core.cache",
+    "experiment": "corral.core.experiment",
+    "SubmitHook": "corral.core.hooks",
+    "submit_hook_decorator": "corral.core.hooks",
+    "Job": "corral.core.job",
+    "Launcher": "corral.core.launcher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'corral' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AuthenticationError",
@@ -27,16 +58,22 @@ __all__ = [
     "Constant",
     "CorralError",
     "HostKeyError",
+    "Job",
     "JobFailedError",
+    "Launcher",
     "Meta",
     "Param",
     "PluginError",
     "SubmissionError",
+    "SubmitHook",
     "Task",
     "__version__",
+    "cache",
     "dependencies",
+    "experiment",
     "field",
     "identifier",
     "pathgenerator",
+    "submit_hook_decorator",
     "tag",
 ]

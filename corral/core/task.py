@@ -51,6 +51,22 @@ class Task(Config):
         """The work of the task; subclasses define it."""
         raise ConfigError(f"{type(self).__qualname__} does not define execute()")
 
+    def submit(self, launcher: Any = None, **options: Any) -> Any:
+        """Submit to the current experiment; returns :meth:`task_outputs`.
+
+        :param launcher: a ``Launcher``, a registered launcher name (``options`` build it),
+            or None for the experiment's launcher.
+        """
+        from corral.core.experiment import current_experiment
+
+        xp = current_experiment()
+        if xp is None:
+            raise ConfigError(
+                f"{type(self).__qualname__}.submit() needs an experiment: "
+                "use `with experiment(workdir, name):`"
+            )
+        return xp.submit(self, launcher, **options)
+
     def task_outputs(self, dep: Dep) -> Any:
         """What ``submit()`` returns; parts marked with ``dep`` depend on this task."""
         return dep(self)

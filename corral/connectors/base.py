@@ -1,0 +1,101 @@
+"""The connector contract: a shell and a filesystem, here or on another host.
+
+A connector knows nothing of jobs. Launchers get one injected and do every file operation
+through it, so a remote connector drops in without touching launchers. Paths are the target
+side's POSIX paths, given as strings or ``PurePosixPath``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from types import TracebackType
+from typing import ClassVar, Self
+
+PathLike = str | PurePath
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command returned."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command exited with status 0."""
+        return self.returncode == 0
+
+
+class Connector(abc.ABC):
+    """A shell and a filesystem. Subclasses declare their registered ``name``."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> Result:
+        """Run ``argv`` (never through a shell string) and return its result.
+
+        ``env`` adds to the target's environment. With ``check=True`` a non-zero exit raises
+        :class:`~corral.errors.ConnectorError`.
+        """
+
+    @abc.abstractmethod
+    def put(self, local: PathLike, remote: PathLike) -> None:
+        """Copy the local file ``local`` to ``remote`` on the target."""
+
+    @abc.abstractmethod
+    def get(self, remote: PathLike, local: PathLike) -> None:
+        """Copy the target's file ``remote`` to the local file ``local``."""
+
+    @abc.abstractmethod
+    def read_text(self, path: PathLike) -> str:
+        """The content of a text file on the target."""
+
+    @abc.abstractmethod
+    def write_text(self, path: PathLike, text: str, *, mode: int = 0o644) -> None:
+        """Write a text file atomically: readers see the old content or the new, never half."""
+
+    @abc.abstractmethod
+    def mkdir(self, path: PathLike, *, parents: bool = True, exist_ok: bool = True) -> None:
+        """Create a directory."""
+
+    @abc.abstractmethod
+    def exists(self, path: PathLike) -> bool:
+        """Whether ``path`` exists on the target."""
+
+    @abc.abstractmethod
+    def remove(self, path: PathLike, *, recursive: bool = False) -> None:
+        """Remove a file (or a directory tree with ``recursive=True``); missing is fine."""
+
+    @abc.abstractmethod
+    def listdir(self, path: PathLike) -> list[str]:
+        """The names in a directory, sorted."""
+
+    def close(self) -> None:  # noqa: B027  (nothing to release by default)
+        """Release connections; the connector may reconnect on next use."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,191 @@
+"""``experiment()``: the context in which tasks are submitted.
+
+::
+
+    with experiment("./workspace", "sweep") as xp:
+        outputs = Learn(model=Model()).submit()
+    # leaving the block waits for every job (raises JobFailedError if any failed)
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from corral.core.config import walk
+from corral.core.hooks import collect_hooks
+from corral.core.identity import identifier, type_id
+from corral.core.job import Job, JobState
+from corral.core.scheduler import Scheduler
+from corral.core.task import Dep, Task, dependencies
+from corral.core.workspace import Workspace
+from corral.errors import ConfigError, FailedJob, JobFailedError
+
+if TYPE_CHECKING:
+    from corral.core.launcher import Launcher
+    from corral.plugins.manager import Plugins
+
+_CURRENT: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar(
+    "corral_experiment", default=None
+)
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def current_experiment() -> Experiment | None:
+    """The experiment whose block is running, if any."""
+    return _CURRENT.get()
+
+
+class Experiment:
+    """A run of an experiment: its workspace, launchers, jobs and record."""
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        name: str,
+        launcher: Launcher | str | None = None,
+        *,
+        plugins: Plugins | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(
+                f"experiment name {name!r}: letters, digits, '_', '.', '-' "
+                "(not starting with '.' or '-')"
+            )
+        from corral.plugins.manager import Plugins
+
+        self.workspace = Workspace(workdir)
+        self.name = name
+        self.plugins = plugins if plugins is not None else Plugins()
+        self._launchers: dict[str, Launcher] = {}
+        self.default_launcher = self.resolve_launcher(launcher if launcher is not None else "local")
+        self.jobs: dict[str, Job] = {}
+        self.scheduler = Scheduler(self.workspace, on_finished=self._finished)
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        runs = self.workspace.experiments / name / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        (self.workspace.jobs).mkdir(parents=True, exist_ok=True)
+        self._record = open(  # noqa: SIM115  (kept open for the run, closed by close())
+            runs / f"{self.run_id}.jsonl", "a", encoding="utf-8", buffering=1
+        )
+        (self.workspace.experiments / name / "latest").write_text(self.run_id + "\n")
+
+    def resolve_launcher(self, launcher: Launcher | str | None, **options: Any) -> Launcher:
+        """A launcher instance from an instance, a registered name (with options), or None."""
+        from corral.core.launcher import Launcher
+
+        if launcher is None:
+            if options:
+                raise ConfigError("launcher options need a launcher name")
+            return self.default_launcher
+        if isinstance(launcher, Launcher):
+            if options:
+                raise ConfigError("launcher options go with a launcher name, not an instance")
+            return launcher
+        if not isinstance(launcher, str):
+            raise ConfigError(
+                f"launcher: expected a Launcher or a registered name, got {type(launcher).__name__}"
+            )
+        key = launcher + json.dumps(options, sort_keys=True, default=str)
+        if key not in self._launchers:
+            cls = self.plugins.launchers.get(launcher)
+            self._launchers[key] = cls(**options)
+        return self._launchers[key]
+
+    def submit(self, task: Task, launcher: Launcher | str | None = None, **options: Any) -> Any:
+        """Schedule ``task``; return its ``task_outputs``."""
+        if not isinstance(task, Task):
+            raise ConfigError(f"submit() takes a Task, got {type(task).__name__}")
+        ident = identifier(task)
+        tid = type_id(task)
+        key = f"{tid}/{ident}"
+        job = self.jobs.get(key)
+        if job is None:
+            chosen = self.resolve_launcher(launcher, **options)
+            deps = []
+            for dep in dependencies(task):
+                dep_job = self.jobs.get(f"{type_id(dep)}/{identifier(dep)}")
+                if dep_job is None:
+                    raise ConfigError(
+                        f"{type(task).__qualname__} depends on {type(dep).__qualname__} "
+                        f"{identifier(dep)[:12]}, which was not submitted: submit it first"
+                    )
+                deps.append(dep_job)
+            job = Job(task, ident, tid, self.workspace.job_dir(tid, ident), chosen, deps)
+            for hook in collect_hooks(walk(task)):
+                hook.process(job, chosen)
+            self.plugins.prepare_job(job, chosen)
+            chosen.check(job)
+            self.jobs[key] = job
+            self._record.write(
+                json.dumps({"type_id": tid, "identifier": ident, "launcher": chosen.name}) + "\n"
+            )
+            self.scheduler.add(job)
+        task.__dict__["__taskdir__"] = job.directory
+        return task.task_outputs(Dep(task))
+
+    def wait(self) -> None:
+        """Wait for every job submitted so far; raise JobFailedError if any failed."""
+        self.scheduler.wait()
+        failed = [j for j in self.jobs.values() if j.state is JobState.FAILED]
+        if failed:
+            raise JobFailedError([_failed_job(j) for j in failed])
+
+    def _finished(self, job: Job) -> None:
+        self.plugins.job_finished(job, job.state)
+
+    def close(self) -> None:
+        """Stop scheduling and close the record."""
+        self.scheduler.stop()
+        self._record.close()
+
+
+def _failed_job(job: Job) -> FailedJob:
+    failure = job.failure
+    return FailedJob(
+        identifier=job.identifier,
+        task=job.type_id,
+        reason=failure.reason.value if failure else "failed",
+        message=failure.message if failure else "",
+        stderr=str(job.stderr),
+    )
+
+
+@contextmanager
+def experiment(
+    workdir: str | os.PathLike[str],
+    name: str,
+    launcher: Launcher | str | None = None,
+    wait: bool = True,
+    *,
+    plugins: Plugins | None = None,
+) -> Iterator[Experiment]:
+    """Run an experiment in the workspace ``workdir``; tasks submitted inside run on
+    ``launcher`` (default: the local launcher).
+
+    Leaving the block waits for every job and raises :class:`~corral.errors.JobFailedError`
+    if any failed. With ``wait=False`` it starts every job and returns: jobs go on without
+    the client, waiting for their dependencies themselves, and a later run picks them up.
+    """
+    if os.environ.get("CORRAL_JOB_DIR"):
+        raise ConfigError(
+            "experiment() was called inside a job: guard the experiment script's code "
+            "with `if __name__ == '__main__':`"
+        )
+    xp = Experiment(workdir, name, launcher, plugins=plugins)
+    token = _CURRENT.set(xp)
+    try:
+        yield xp
+        if wait:
+            xp.wait()
+        else:
+            xp.scheduler.detach()
+    finally:
+        _CURRENT.reset(token)
+        xp.close()

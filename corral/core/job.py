@@ -1,0 +1,139 @@
+"""``Job``: one submitted task, with its environment, resources, directory and state."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from corral.errors import ConfigError
+
+if TYPE_CHECKING:
+    from corral.core.launcher import Launcher
+    from corral.core.task import Task
+
+
+class JobState(enum.Enum):
+    """Where a job is: ``waiting → ready → submitted → running → done | failed``."""
+
+    WAITING = "waiting"
+    READY = "ready"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        """Whether the job will not change state any more (in this run)."""
+        return self in (JobState.DONE, JobState.FAILED)
+
+
+class FailureReason(enum.Enum):
+    """Why a job failed."""
+
+    FAILED = "failed"  # non-zero exit or an exception in execute()
+    KILLED = "killed"  # ended by a signal
+    DEPENDENCY = "dependency"  # a job it depends on failed; it was not run
+    LOST = "lost"  # the process vanished without leaving a final state
+    TIMEOUT = "timeout"  # over its time limit (batch schedulers)
+    OUT_OF_MEMORY = "out_of_memory"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed job's reason, as stored in its ``.corral/failed`` marker."""
+
+    reason: FailureReason
+    message: str = ""
+    exit_code: int | None = None
+    signal: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The marker's JSON content."""
+        data: dict[str, Any] = {"reason": self.reason.value, "message": self.message}
+        if self.exit_code is not None:
+            data["exit_code"] = self.exit_code
+        if self.signal is not None:
+            data["signal"] = self.signal
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Failure:
+        """Read a marker's JSON content (an unknown reason reads as ``failed``)."""
+        try:
+            reason = FailureReason(data.get("reason", "failed"))
+        except ValueError:
+            reason = FailureReason.FAILED
+        return cls(reason, str(data.get("message", "")), data.get("exit_code"), data.get("signal"))
+
+
+@dataclass
+class Resources:
+    """What a job asks of its launcher. Submit hooks may change it per job.
+
+    ``cpus`` and ``gpus`` are slots on local and SSH hosts; batch launchers map every field
+    to their own options.
+    """
+
+    cpus: int = 1
+    gpus: int = 0
+    mem: str | None = None
+    time: str | None = None
+
+    def update(self, **changes: Any) -> None:
+        """Set several fields; an unknown name lists the valid ones."""
+        valid = {f.name for f in fields(self)}
+        for key, value in changes.items():
+            if key not in valid:
+                raise ConfigError(f"unknown resource {key!r}; valid: {', '.join(sorted(valid))}")
+            setattr(self, key, value)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class Job:
+    """A task on its way through a launcher.
+
+    Submit hooks see it before submission: ``environ`` and ``resources`` changes reach the job.
+    """
+
+    task: Task
+    identifier: str
+    type_id: str
+    directory: Path
+    launcher: Launcher
+    dependencies: list[Job] = field(default_factory=list)
+    environ: dict[str, str] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    state: JobState = JobState.WAITING
+    failure: Failure | None = None
+    handle: Any = None
+
+    @property
+    def name(self) -> str:
+        """``TypeName/identifier-prefix``: short and readable."""
+        return f"{self.type_id.rsplit('.', 1)[-1]}/{self.identifier[:12]}"
+
+    @property
+    def relpath(self) -> str:
+        """The job directory relative to the workspace: ``jobs/<type id>/<identifier>``."""
+        return f"jobs/{self.type_id}/{self.identifier}"
+
+    @property
+    def stdout(self) -> Path:
+        """The path of the job's standard output."""
+        return self.directory / "stdout"
+
+    @property
+    def stderr(self) -> Path:
+        """The path of the job's standard error."""
+        return self.directory / "stderr"
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name} {self.state.value}>"

@@ -1,0 +1,157 @@
+"""What runs inside a job: rebuild the config, wait for dependencies, lease slots, execute.
+
+The job holds ``.corral/run.lock`` while it runs and writes its ``done`` or ``failed`` marker
+before the lock is released (at process exit), so a reader that can take the lock and finds
+no marker knows the job is gone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from corral.core import procs, slots
+from corral.core.job import Failure, FailureReason, JobState
+from corral.core.workspace import (
+    LAUNCH,
+    RUN_LOCK,
+    final_state,
+    read_json,
+    state_dir,
+    write_done,
+    write_failed,
+)
+
+ALREADY_RUNNING = 75
+CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _Killed(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _DependencyFailed(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Killed(signum)
+
+
+def wait_for_dependencies(workspace: Path, relpaths: list[str], max_pause: float = 2.0) -> None:
+    """Block until every dependency is done; raise if one failed or vanished."""
+    pause = 0.02
+    pending = list(relpaths)
+    while pending:
+        still: list[str] = []
+        for rel in pending:
+            job_dir = workspace / rel
+            final = final_state(job_dir)
+            if final is None:
+                launch = read_json(state_dir(job_dir) / LAUNCH) or {}
+                if launch.get("launcher") == "local" and not procs.handle_alive(
+                    launch.get("handle")
+                ):
+                    if final_state(job_dir) is None:
+                        raise _DependencyFailed(f"dependency {rel} ended without a result")
+                    still.append(rel)
+                else:
+                    still.append(rel)
+            elif final[0] is JobState.FAILED:
+                raise _DependencyFailed(f"dependency {rel} failed")
+        pending = still
+        if pending:
+            time.sleep(pause)
+            pause = min(pause * 1.5, max_pause)
+
+
+def _lease_slots() -> list[slots.Lease]:
+    leases = []
+    cpu = os.environ.get("CORRAL_CPU_SLOTS")
+    if cpu:
+        leases.append(slots.acquire(*slots.parse(cpu)))
+    gpu = os.environ.get("CORRAL_GPU_SLOTS")
+    if gpu:
+        lease = slots.acquire(*slots.parse(gpu))
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in lease.indices)
+        leases.append(lease)
+    return leases
+
+
+def _last_line(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+
+
+def execute(data: dict[str, Any], job_dir: Path) -> None:
+    """Rebuild the task of ``params.json`` and run it in ``job_dir``."""
+    from corral.core import cache
+    from corral.core.serialize import load_params
+
+    workspace = Path(data["workspace"])
+    wait_for_dependencies(workspace, data.get("depends_on", []))
+    _lease_slots()
+    cache.set_job_workspace(workspace)
+    loaded = load_params(data)
+    task = loaded.root
+    from corral.core.config import class_info
+
+    for name in class_info(type(task)).generated:
+        getattr(task, name).parent.mkdir(parents=True, exist_ok=True)
+    os.chdir(job_dir)
+    task.execute()  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m corral.run params.json``, run in the job directory."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m corral.run params.json", file=sys.stderr)
+        return 2
+    job_dir = Path(os.environ.get("CORRAL_JOB_DIR") or Path.cwd())
+    sd = state_dir(job_dir)
+    sd.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(sd / RUN_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"corral: job {job_dir} is already running", file=sys.stderr)
+        return ALREADY_RUNNING
+    for signum in CAUGHT_SIGNALS:
+        signal.signal(signum, _on_signal)
+    started = time.time()
+    code = 1
+    try:
+        data = json.loads((job_dir / args[0]).read_text(encoding="utf-8"))
+        execute(data, job_dir)
+    except _Killed as exc:
+        name = signal.Signals(exc.signum).name
+        failure = Failure(FailureReason.KILLED, f"killed by {name}", signal=name)
+        code = 128 + exc.signum
+    except _DependencyFailed as exc:
+        failure = Failure(FailureReason.DEPENDENCY, str(exc))
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            write_done(job_dir, {"start": started, "end": time.time()})
+            return 0
+        failure = Failure(FailureReason.FAILED, f"SystemExit: {exc.code}", exit_code=1)
+    except BaseException as exc:
+        traceback.print_exc()
+        failure = Failure(FailureReason.FAILED, _last_line(exc), exit_code=1)
+    else:
+        write_done(job_dir, {"start": started, "end": time.time()})
+        return 0
+    for signum in CAUGHT_SIGNALS:  # the marker is written once, whatever arrives now
+        signal.signal(signum, signal.SIG_IGN)
+    write_failed(job_dir, failure)
+    sys.stderr.flush()
+    return code

@@ -1,0 +1,207 @@
+"""The scheduler: one thread per experiment moving jobs through their states.
+
+``waiting → ready → submitted → running → done | failed(reason)``. Each cycle it checks the
+job directories of newly added jobs (done jobs are never re-run, running ones are
+re-attached), starts ready jobs as far as each launcher has room, and polls each launcher
+once for all its active jobs. A job whose dependency failed fails with reason
+``dependency`` without running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from corral.core.job import Failure, FailureReason, Job, JobState
+from corral.core.workspace import write_failed
+
+if TYPE_CHECKING:
+    from corral.core.launcher import Launcher, Status
+    from corral.core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+MIN_PAUSE = 0.05
+
+
+class Scheduler:
+    """Drives the jobs of one experiment."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        on_finished: Callable[[Job], None] | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.on_finished = on_finished
+        self.jobs: list[Job] = []
+        self._new: list[Job] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._changed = False
+        self.error: BaseException | None = None
+
+    # --- called from the experiment's thread ---------------------------------------------
+
+    def add(self, job: Job) -> None:
+        """Schedule ``job`` (its dependencies are already scheduled)."""
+        job.launcher.wake = self.wake
+        with self._cond:
+            self.jobs.append(job)
+            self._new.append(job)
+            self._cond.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="corral-scheduler", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Something changed (a process ended): run a cycle now."""
+        with self._cond:
+            self._changed = True
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every job is final; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._all_final():
+                if self.error is not None:
+                    raise self.error
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining if remaining is not None else 1.0)
+        if self.error is not None:
+            raise self.error
+        return True
+
+    def detach(self) -> None:
+        """The client leaves: start every job not started yet and stop the thread.
+
+        Jobs started this way wait for their dependencies and lease their slots themselves.
+        """
+        self.stop()
+        with self._cond:
+            pending = [j for j in self.jobs if j.state in (JobState.WAITING, JobState.READY)]
+            new = list(self._new)
+            self._new.clear()
+        self._recover(new)
+        pending = [j for j in self.jobs if j.state in (JobState.WAITING, JobState.READY)]
+        failed = {j for j in pending if any(d.state is JobState.FAILED for d in j.dependencies)}
+        self._fail_dependents(failed)
+        for launcher, batch in _by_launcher(j for j in pending if j not in failed).items():
+            self._apply(launcher.start(batch, self.workspace, detached=True))
+
+    def stop(self) -> None:
+        """Stop the scheduler thread (jobs already started go on)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # --- the scheduler thread --------------------------------------------------------------
+
+    def _all_final(self) -> bool:
+        return not self._new and all(j.state.final for j in self.jobs)
+
+    def _run(self) -> None:
+        pause = MIN_PAUSE
+        try:
+            while True:
+                with self._cond:
+                    if self._stop:
+                        return
+                    if self._all_final():
+                        self._cond.wait()
+                        continue
+                    new = list(self._new)
+                    self._new.clear()
+                    self._changed = False
+                changed = self._cycle(new)
+                with self._cond:
+                    self._cond.notify_all()
+                    if self._changed or self._stop:
+                        continue
+                    pause = MIN_PAUSE if changed else min(pause * 1.5, self._max_pause())
+                    self._cond.wait(pause)
+        except BaseException as exc:  # surfaced by wait() in the experiment's thread
+            log.exception("scheduler failed")
+            with self._cond:
+                self.error = exc
+                self._cond.notify_all()
+
+    def _max_pause(self) -> float:
+        intervals = [j.launcher.poll_interval for j in self.jobs if not j.state.final]
+        return min(intervals, default=1.0)
+
+    def _cycle(self, new: list[Job]) -> bool:
+        changed = self._recover(new)
+        waiting = [j for j in self.jobs if j.state is JobState.WAITING]
+        failed_deps = set()
+        for job in waiting:
+            if any(d.state is JobState.FAILED for d in job.dependencies):
+                failed_deps.add(job)
+            elif all(d.state is JobState.DONE for d in job.dependencies):
+                job.state = JobState.READY
+                changed = True
+        if failed_deps:
+            self._fail_dependents(failed_deps)
+            changed = True
+        ready = [j for j in self.jobs if j.state is JobState.READY]
+        for launcher, batch in _by_launcher(ready).items():
+            room = launcher.capacity(batch)
+            batch = batch if room is None else batch[:room]
+            if batch:
+                self._apply(launcher.start(batch, self.workspace))
+                changed = True
+        active = [j for j in self.jobs if j.state in (JobState.SUBMITTED, JobState.RUNNING)]
+        for launcher, batch in _by_launcher(active).items():
+            statuses = launcher.poll(batch)
+            changed = self._apply(statuses, only_changes=True) or changed
+        return changed
+
+    def _recover(self, new: list[Job]) -> bool:
+        changed = False
+        for launcher, batch in _by_launcher(new).items():
+            for job, status in launcher.recover(batch).items():
+                if status is not None:
+                    if status[0] is JobState.RUNNING:
+                        launcher.attach(job)
+                    self._apply({job: status})
+                    changed = True
+        return changed
+
+    def _fail_dependents(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            failed = [d.name for d in job.dependencies if d.state is JobState.FAILED]
+            failure = Failure(FailureReason.DEPENDENCY, f"dependency failed: {', '.join(failed)}")
+            write_failed(job.directory, failure)
+            self._set(job, JobState.FAILED, failure)
+
+    def _apply(self, statuses: dict[Job, Status], only_changes: bool = False) -> bool:
+        changed = False
+        for job, (state, failure) in statuses.items():
+            if only_changes and state is job.state:
+                continue
+            self._set(job, state, failure)
+            changed = True
+        return changed
+
+    def _set(self, job: Job, state: JobState, failure: Failure | None) -> None:
+        job.state = state
+        job.failure = failure
+        if state.final and self.on_finished is not None:
+            self.on_finished(job)
+
+
+def _by_launcher(jobs: Iterable[Job]) -> dict[Launcher, list[Job]]:
+    groups: dict[Launcher, list[Job]] = defaultdict(list)
+    for job in jobs:
+        groups[job.launcher].append(job)
+    return groups

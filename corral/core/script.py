@@ -1,0 +1,57 @@
+"""Job scripts, rendered by pure functions: same input, same script, no I/O.
+
+Every value is ``shlex.quote``d. The script changes to the job directory, exports the job's
+environment, sends its own stdout/stderr to files in the job directory, and ``exec``s the
+Python process so that signals reach it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from corral.errors import ConfigError
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """Everything a job script says."""
+
+    job_dir: str
+    python: str
+    identifier: str
+    type_id: str
+    environ: Mapping[str, str] = field(default_factory=dict)
+    header: Sequence[str] = ()
+    setup: Sequence[str] = ()
+    params: str = "params.json"
+
+
+def check_env_name(name: str) -> str:
+    """``name`` if it is a valid environment variable name, else a ConfigError."""
+    if not _ENV_NAME.match(name):
+        raise ConfigError(
+            f"invalid environment variable name {name!r}: letters, digits and '_', "
+            "not starting with a digit"
+        )
+    return name
+
+
+def render_job_script(spec: ScriptSpec) -> str:
+    """The bash script that runs one job."""
+    q = shlex.quote
+    lines = ["#!/usr/bin/env bash", *spec.header]
+    lines.append(f"# corral job {spec.type_id} {spec.identifier}")
+    lines.append(f"cd -- {q(spec.job_dir)} || exit 70")
+    lines.append("exec >stdout 2>stderr")
+    for name in sorted(spec.environ):
+        lines.append(f"export {check_env_name(name)}={q(str(spec.environ[name]))}")
+    lines.extend(spec.setup)
+    lines.append(f"export CORRAL_JOB_DIR={q(spec.job_dir)}")
+    lines.append(f"PYTHON={q(spec.python)}")
+    lines.append(f'exec "$PYTHON" -m corral.run {q(spec.params)}')
+    return "\n".join(lines) + "\n"

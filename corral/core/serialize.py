@@ -1,0 +1,228 @@
+"""``params.json``: a config tree written by the client and rebuilt inside the job.
+
+Configs are listed in ``objects`` children first, each with its class (module, qualname and,
+for a class defined in the experiment script, the script's path), its field values, tags,
+``dep`` producer and identifier. Values use JSON natively where it is unambiguous and tagged
+objects otherwise: ``{"$path": ...}``, ``{"$tuple": [...]}``, ``{"$dict": {...}}``,
+``{"$enum": [class, name]}``, ``{"$config": index}``,
+``{"$generated": {"producer": index, "relpath": ...}}``.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import math
+import sys
+from pathlib import Path, PurePath
+from typing import Any
+
+from corral.core.config import Config, class_info
+from corral.core.identity import digest
+from corral.core.paths import (
+    GeneratedPath,
+    import_root_for_file,
+    module_of,
+)
+from corral.errors import ConfigError
+
+FORMAT = 1
+
+
+def _class_ref(cls: type[Any]) -> dict[str, str]:
+    ref = {"module": module_of(cls), "qualname": cls.__qualname__}
+    if cls.__module__ == "__main__":
+        main = sys.modules["__main__"]
+        file = getattr(main, "__file__", None)
+        if file:
+            ref["file"] = str(Path(file).resolve())
+    return ref
+
+
+def _import_root(cls: type[Any]) -> str | None:
+    """The sys.path entry from which the class's module imports as in the client."""
+    module = sys.modules.get(cls.__module__)
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    if cls.__module__ == "__main__":
+        return str(import_root_for_file(Path(file)))
+    root = Path(file).resolve().parent
+    depth = module_of(cls).count(".")
+    if Path(file).name == "__init__.py":
+        depth += 1
+    for _ in range(depth):
+        root = root.parent
+    return str(root)
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.objects: list[dict[str, Any]] = []
+        self.index: dict[int, int] = {}
+        self.roots: list[str] = []
+
+    def add_root(self, cls: type[Any]) -> None:
+        root = _import_root(cls)
+        installed = ("site-packages" in root or "dist-packages" in root) if root else True
+        if root and not installed and root not in self.roots:
+            self.roots.append(root)
+
+    def config(self, c: Config) -> int:
+        known = self.index.get(id(c))
+        if known is not None:
+            return known
+        info = class_info(type(c))
+        values = {name: self.value(c.__dict__[name]) for name in info.fields if name in c.__dict__}
+        producer = c.__dict__.get("_corral_producer")
+        entry: dict[str, Any] = {
+            "class": _class_ref(type(c)),
+            "type_id": info.type_id,
+            "id": digest(c).hex(),
+            "fields": values,
+        }
+        if producer is not None and producer is not c:
+            entry["producer"] = self.config(producer)
+        tags = c.__dict__.get("_corral_tags")
+        if tags:
+            entry["tags"] = {k: self.value(v) for k, v in tags.items()}
+        self.add_root(type(c))
+        self.index[id(c)] = len(self.objects)
+        self.objects.append(entry)
+        return self.index[id(c)]
+
+    def value(self, v: Any) -> Any:
+        t = type(v)
+        if v is None or t is bool or t is int or t is str:
+            return v
+        if t is float:
+            return v if math.isfinite(v) else {"$float": repr(v)}
+        if t is list:
+            return [self.value(x) for x in v]
+        if t is tuple:
+            return {"$tuple": [self.value(x) for x in v]}
+        if t is dict:
+            return {"$dict": {k: self.value(x) for k, x in v.items()}}
+        if isinstance(v, Config):
+            return {"$config": self.config(v)}
+        if isinstance(v, GeneratedPath) and v.has_provenance and v.producer is not None:
+            return {"$generated": {"producer": self.config(v.producer), "relpath": v.relpath}}
+        if isinstance(v, PurePath):
+            return {"$path": str(v)}
+        if isinstance(v, enum.Enum):
+            self.add_root(type(v))
+            return {"$enum": [_class_ref(type(v)), v.name]}
+        raise ConfigError(f"cannot write a value of type {type(v).__name__} to params.json")
+
+
+def dump_params(
+    task: Config, *, workspace: Path, job_dir: Path, depends_on: list[str]
+) -> dict[str, Any]:
+    """The ``params.json`` content of ``task``'s job."""
+    w = _Writer()
+    root = w.config(task)
+    return {
+        "corral": FORMAT,
+        "root": root,
+        "objects": w.objects,
+        "sys_path": w.roots,
+        "workspace": str(workspace),
+        "job_dir": str(job_dir),
+        "depends_on": depends_on,
+    }
+
+
+# --- reading, inside the job -------------------------------------------------------------------
+
+
+def _load_class(ref: dict[str, str]) -> Any:
+    module_name = ref["module"]
+    module = sys.modules.get(module_name)
+    if module is None:
+        file = ref.get("file")
+        if file and importlib.util.find_spec(module_name) is None:
+            spec = importlib.util.spec_from_file_location(module_name, file)
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"cannot import {module_name} from {file}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in ref["qualname"].split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class Loaded:
+    """The rebuilt config tree of a job."""
+
+    def __init__(self, root: Config, configs: list[Config], data: dict[str, Any]) -> None:
+        self.root = root
+        self.configs = configs
+        self.data = data
+
+
+def load_params(data: dict[str, Any]) -> Loaded:
+    """Rebuild the config tree of ``params.json`` (classes imported as in the client)."""
+    if data.get("corral") != FORMAT:
+        raise ConfigError(f"params.json format {data.get('corral')!r} is not {FORMAT}")
+    for entry in reversed(data.get("sys_path", [])):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    workspace = Path(data["workspace"])
+    configs: list[Config] = []
+
+    def value(v: Any) -> Any:
+        if type(v) is list:
+            return [value(x) for x in v]
+        if type(v) is not dict:
+            return v
+        ((tag, payload),) = v.items()
+        if tag == "$config":
+            return configs[payload]
+        if tag == "$path":
+            return Path(payload)
+        if tag == "$tuple":
+            return tuple(value(x) for x in payload)
+        if tag == "$dict":
+            return {k: value(x) for k, x in payload.items()}
+        if tag == "$float":
+            return float(payload)
+        if tag == "$enum":
+            return getattr(_load_class(payload[0]), payload[1])
+        if tag == "$generated":
+            producer = configs[payload["producer"]]
+            base = producer.__dict__["__taskdir__"]
+            return GeneratedPath.make(
+                base / payload["relpath"], payload["relpath"], producer=producer
+            )
+        raise ConfigError(f"params.json: unknown value tag {tag!r}")
+
+    from corral.core.task import Task
+
+    for entry in data["objects"]:
+        cls = _load_class(entry["class"])
+        c = cls.__new__(cls)
+        d = c.__dict__
+        if "producer" in entry:
+            d["_corral_producer"] = configs[entry["producer"]]
+        if isinstance(c, Task):
+            d["__taskdir__"] = workspace / "jobs" / entry["type_id"] / entry["id"]
+        configs.append(c)
+        d.update({name: value(v) for name, v in entry["fields"].items()})
+        for f in class_info(cls).defaults:  # a default added since submission
+            if f.name not in d:
+                d[f.name] = f.make_default()
+        if "tags" in entry:
+            d["_corral_tags"] = {k: value(v) for k, v in entry["tags"].items()}
+        d["_corral_digest"] = bytes.fromhex(entry["id"])
+        d["_corral_sealed"] = True
+    root = configs[data["root"]]
+    root.__dict__["__taskdir__"] = Path(data["job_dir"])
+    for c in configs:
+        if not isinstance(c, Task):
+            c.__dict__["__maintaskdir__"] = Path(data["job_dir"])
+    return Loaded(root, configs, data)

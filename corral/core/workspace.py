@@ -1,0 +1,111 @@
+"""The workspace layout and the state files of a job directory.
+
+::
+
+    WORKSPACE/
+      jobs/<type id>/<identifier>/      one directory per job (the single source of truth)
+        params.json  job.sh  stdout  stderr
+        .corral/launch.json             launcher kind and handle (pid, SLURM id, ...)
+        .corral/done | .corral/failed   final markers (JSON), written atomically
+        .corral/lock                    held by a client while it submits the job
+        .corral/run.lock                held by the job process while it runs
+      experiments/<name>/runs/<run>.jsonl   the jobs each run of an experiment submitted
+      cache/<type id>/<identifier>/<name>   @cache entries
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from corral.core.job import Failure, JobState
+
+STATE_DIR = ".corral"
+DONE = "done"
+FAILED = "failed"
+LAUNCH = "launch.json"
+SUBMIT_LOCK = "lock"
+RUN_LOCK = "run.lock"
+
+
+class Workspace:
+    """A workspace directory on this machine."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+
+    @property
+    def jobs(self) -> Path:
+        """Where job directories live."""
+        return self.root / "jobs"
+
+    @property
+    def experiments(self) -> Path:
+        """Where experiment records live."""
+        return self.root / "experiments"
+
+    @property
+    def cache(self) -> Path:
+        """Where ``@cache`` entries live."""
+        return self.root / "cache"
+
+    def job_dir(self, type_id: str, identifier: str) -> Path:
+        """The directory of the job of ``type_id`` with ``identifier``."""
+        return self.jobs / type_id / identifier
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+
+def state_dir(job_dir: Path) -> Path:
+    """The ``.corral`` directory of a job directory."""
+    return job_dir / STATE_DIR
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and a rename (no fsync: state, not data)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON content of ``path``, or None if missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def final_state(job_dir: Path) -> tuple[JobState, Failure | None] | None:
+    """``(DONE, None)``, ``(FAILED, failure)`` from the markers, or None if not final."""
+    sd = state_dir(job_dir)
+    if os.path.exists(sd / DONE):
+        return JobState.DONE, None
+    data = read_json(sd / FAILED)
+    if data is not None:
+        return JobState.FAILED, Failure.from_json(data)
+    if os.path.exists(sd / FAILED):  # present but unreadable (being written): failed anyway
+        return JobState.FAILED, Failure.from_json({})
+    return None
+
+
+def write_done(job_dir: Path, info: dict[str, Any]) -> None:
+    """Mark the job done."""
+    write_json_atomic(state_dir(job_dir) / DONE, info)
+
+
+def write_failed(job_dir: Path, failure: Failure) -> None:
+    """Mark the job failed, with its reason."""
+    sd = state_dir(job_dir)
+    sd.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(sd / FAILED, failure.to_json())
+
+
+def clear_final(job_dir: Path) -> None:
+    """Remove final markers and the launch record before a (re-)run."""
+    sd = state_dir(job_dir)
+    for name in (DONE, FAILED, LAUNCH):
+        (sd / name).unlink(missing_ok=True)

@@ -1,0 +1,192 @@
+"""``LocalLauncher``: job scripts as detached processes on this machine.
+
+Each job runs in a new session (Ctrl-C on the experiment leaves it running; a later run
+re-attaches). CPU and GPU slots are leased by the job itself on lock files under
+``WORKSPACE/.corral/slots/<host>/`` (see :mod:`corral.core.slots`), so two experiments on one
+machine never oversubscribe it; the launcher also starts no more jobs than it has slots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from corral.connectors.local import LocalConnector
+from corral.core import procs
+from corral.core.job import Failure, FailureReason, Job, JobState
+from corral.core.launcher import Launcher, Status
+from corral.core.workspace import final_state
+from corral.errors import ConfigError
+from corral.plugins.markers import hookimpl
+
+if TYPE_CHECKING:
+    from corral.connectors.base import Connector
+    from corral.plugins.registry import Registry
+
+
+def _stderr_tail(job: Job) -> str:
+    try:
+        with open(job.stderr, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def exit_status(job: Job, returncode: int | None) -> Status:
+    """The final status of a job whose process ended, from its marker or its exit status."""
+    final = final_state(job.directory)
+    if final is not None:
+        return final
+    if returncode is None:
+        failure = Failure(FailureReason.LOST, "the job process ended without a result")
+    elif returncode < 0:
+        name = signal.Signals(-returncode).name
+        failure = Failure(FailureReason.KILLED, f"killed by {name}", signal=name)
+    else:
+        failure = Failure(FailureReason.FAILED, _stderr_tail(job), exit_code=returncode)
+    return JobState.FAILED, failure
+
+
+class LocalLauncher(Launcher):
+    """Runs jobs on this machine with ``cpus`` CPU slots and ``gpus`` GPU slots.
+
+    :param cpus: CPU slots (default: the number of cores); a job takes ``resources.cpus``.
+    :param gpus: GPU slots; a job with ``resources.gpus = k`` gets ``k`` of them in
+        ``CUDA_VISIBLE_DEVICES``.
+    :param python: the interpreter of the jobs (default: this one).
+    """
+
+    name = "local"
+    poll_interval = 1.0
+
+    def __init__(
+        self,
+        *,
+        cpus: int | None = None,
+        gpus: int = 0,
+        python: str | None = None,
+        connector: Connector | None = None,
+    ) -> None:
+        super().__init__(connector or LocalConnector(), python=python)
+        self.cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+        if not isinstance(self.cpus, int) or self.cpus < 1:
+            raise ConfigError(f"LocalLauncher: cpus must be a positive int, got {cpus!r}")
+        if not isinstance(gpus, int) or gpus < 0:
+            raise ConfigError(f"LocalLauncher: gpus must be an int >= 0, got {gpus!r}")
+        self.gpus = gpus
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._used: dict[Job, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self._slots_root: Path | None = None
+
+    def check(self, job: Job) -> None:
+        """Refuse jobs asking more slots than exist."""
+        r = job.resources
+        if r.cpus > self.cpus or r.gpus > self.gpus:
+            raise ConfigError(
+                f"{job.name} asks cpus={r.cpus}, gpus={r.gpus}; "
+                f"the local launcher has cpus={self.cpus}, gpus={self.gpus}"
+            )
+
+    def capacity(self, jobs: Sequence[Job]) -> int | None:
+        """How many of the ready ``jobs`` fit in the free slots, in order."""
+        with self._lock:
+            cpus = self.cpus - sum(c for c, _ in self._used.values())
+            gpus = self.gpus - sum(g for _, g in self._used.values())
+        n = 0
+        for job in jobs:
+            cpus -= job.resources.cpus
+            gpus -= job.resources.gpus
+            if cpus < 0 or gpus < 0:
+                break
+            n += 1
+        return n
+
+    def job_environ(self, job: Job) -> dict[str, str]:
+        """The slot leases the job takes (see :mod:`corral.core.slots`)."""
+        root = job.directory.parents[2] / ".corral" / "slots" / socket.gethostname()
+        env = {"CORRAL_CPU_SLOTS": f"{root / 'cpu'}:{self.cpus}:{job.resources.cpus}"}
+        if job.resources.gpus:
+            env["CORRAL_GPU_SLOTS"] = f"{root / 'gpu'}:{self.gpus}:{job.resources.gpus}"
+        return env
+
+    def launch(self, jobs: Sequence[Job], *, detached: bool = False) -> list[Any]:
+        """Start each job script as a new session."""
+        handles = []
+        for job in jobs:
+            proc = subprocess.Popen(
+                ["bash", str(job.directory / "job.sh")],
+                cwd=job.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+            handle = procs.handle_for(proc.pid)
+            handles.append(handle)
+            with self._lock:
+                self._procs[proc.pid] = proc
+                if not detached:
+                    self._used[job] = (job.resources.cpus, job.resources.gpus)
+            threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
+        return handles
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        if self.wake is not None:
+            self.wake()
+
+    def attach(self, job: Job) -> None:
+        """Count a job found running against the slots."""
+        with self._lock:
+            self._used[job] = (job.resources.cpus, job.resources.gpus)
+
+    def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
+        """Our children by their exit status, others (re-attached) through /proc."""
+        result: dict[Job, Status] = {}
+        for job in jobs:
+            pid = job.handle.get("pid") if isinstance(job.handle, dict) else None
+            with self._lock:
+                proc = self._procs.get(pid) if pid is not None else None
+            if proc is not None:
+                code = proc.poll()
+                status = (JobState.RUNNING, None) if code is None else exit_status(job, code)
+            elif procs.handle_alive(job.handle):
+                status = (JobState.RUNNING, None)
+            else:
+                status = exit_status(job, None)
+            if status[0].final:
+                with self._lock:
+                    self._used.pop(job, None)
+                    if pid is not None:
+                        self._procs.pop(pid, None)
+            result[job] = status
+        return result
+
+    def alive(self, handles: Sequence[Any]) -> list[bool]:
+        """Whether each recorded process still runs."""
+        return [procs.handle_alive(h) for h in handles]
+
+    def cancel(self, jobs: Sequence[Job]) -> None:
+        """Send SIGTERM to each job's process group."""
+        for job in jobs:
+            if procs.handle_alive(job.handle):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(job.handle["pid"], signal.SIGTERM)
+
+
+@hookimpl
+def corral_register_launchers(registry: Registry[Launcher]) -> None:
+    """Register the local launcher."""
+    registry.add(LocalLauncher)
