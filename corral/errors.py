@@ -17,7 +17,7 @@ so the original stays available as ``__cause__``::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class CorralError(Exception):
@@ -75,8 +75,7 @@ class SubmissionError(CorralError):
         super().__init__(message + (f" ({'; '.join(details)})" if details else ""))
 
 
-@dataclass(frozen=True)
-class FailedJob:
+class FailedJob(NamedTuple):
     """One failed job, as listed by :class:`JobFailedError`."""
 
     identifier: str

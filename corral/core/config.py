@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import copy
-import inspect
 import itertools
 import re
 import sys
-import textwrap
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -169,7 +166,7 @@ def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
         inner, kind, generator = _split_annotation(hint)
         if kind is None:
             continue  # a plain annotation is an ordinary attribute, not a field
-        owner = next(c for c in cls.__mro__ if name in inspect.get_annotations(c))
+        owner = next(c for c in cls.__mro__ if name in vars(c).get("__annotations__", {}))
         where = f"{cls.__qualname__}.{name}"
         if kind is Kind.GENERATED:
             assert generator is not None
@@ -235,6 +232,10 @@ def fields(config_or_class: Config | type[Config]) -> Mapping[str, FieldInfo]:
 
 def _docstrings(cls: type[Any]) -> dict[str, str]:
     """Docstrings written under field declarations in the class body."""
+    import ast  # only when help text is asked for: job processes never pay for it
+    import inspect
+    import textwrap
+
     try:
         source = textwrap.dedent(inspect.getsource(cls))
         tree = ast.parse(source)

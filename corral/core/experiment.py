@@ -117,6 +117,7 @@ class Experiment:
                         f"{identifier(dep)[:12]}, which was not submitted: submit it first"
                     )
                 deps.append(dep_job)
+            _check_importable(task)
             job = Job(task, ident, tid, self.workspace.job_dir(tid, ident), chosen, deps)
             for hook in collect_hooks(walk(task)):
                 hook.process(job, chosen)
@@ -144,6 +145,16 @@ class Experiment:
         """Stop scheduling and close the record."""
         self.scheduler.stop()
         self._record.close()
+
+
+def _check_importable(task: Task) -> None:
+    for config in walk(task):
+        qualname = type(config).__qualname__
+        if "<locals>" in qualname:
+            raise ConfigError(
+                f"{qualname} is defined inside a function: a job process cannot import it; "
+                "define it at the top level of a module or of the experiment script"
+            )
 
 
 def _failed_job(job: Job) -> FailedJob:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -30,9 +29,11 @@ class Kind(enum.Enum):
     GENERATED = "generated"
 
 
-@dataclass(frozen=True)
 class _KindMarker:
-    kind: Kind
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
 
     def __repr__(self) -> str:
         return f"<{self.kind.value}>"
@@ -52,37 +53,53 @@ Constant = Annotated[T, CONSTANT_MARKER]
 """A fixed value, always part of the identity: a way to version a task."""
 
 
-@dataclass(frozen=True)
 class pathgenerator:
     """Marks ``Annotated[Path, pathgenerator("rel/path")]``: a path inside the job directory.
 
     The value is generated, never given: it is ``<job directory>/<relpath>``.
     """
 
-    relpath: str
+    __slots__ = ("relpath",)
 
-    def __post_init__(self) -> None:
+    def __init__(self, relpath: str) -> None:
         from pathlib import PurePosixPath
 
         from corral.errors import ConfigError
 
-        p = PurePosixPath(self.relpath)
-        if not self.relpath or p.is_absolute() or ".." in p.parts:
+        p = PurePosixPath(relpath) if isinstance(relpath, str) else None
+        if p is None or not relpath or p.is_absolute() or ".." in p.parts:
             raise ConfigError(
-                f"pathgenerator({self.relpath!r}): expected a non-empty relative path without '..'"
+                f"pathgenerator({relpath!r}): expected a non-empty relative path without '..'"
             )
+        self.relpath = relpath
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, pathgenerator) and other.relpath == self.relpath
+
+    def __hash__(self) -> int:
+        return hash(("pathgenerator", self.relpath))
+
+    def __repr__(self) -> str:
+        return f"pathgenerator({self.relpath!r})"
 
 
 _MISSING: Any = object()
 
 
-@dataclass(frozen=True)
 class FieldSpec:
     """What ``field(...)`` declares: a default or a default factory, and help text."""
 
-    default: Any = _MISSING
-    default_factory: Callable[[], Any] | None = None
-    help: str | None = None
+    __slots__ = ("default", "default_factory", "help")
+
+    def __init__(
+        self,
+        default: Any = _MISSING,
+        default_factory: Callable[[], Any] | None = None,
+        help: str | None = None,
+    ) -> None:
+        self.default = default
+        self.default_factory = default_factory
+        self.help = help
 
 
 def field(

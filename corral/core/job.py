@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral.errors import ConfigError
 
@@ -42,8 +41,7 @@ class FailureReason(enum.Enum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """A failed job's reason, as stored in its ``.corral/failed`` marker."""
 
     reason: FailureReason
@@ -70,7 +68,6 @@ class Failure:
         return cls(reason, str(data.get("message", "")), data.get("exit_code"), data.get("signal"))
 
 
-@dataclass
 class Resources:
     """What a job asks of its launcher. Submit hooks may change it per job.
 
@@ -78,42 +75,64 @@ class Resources:
     to their own options.
     """
 
-    cpus: int = 1
-    gpus: int = 0
-    mem: str | None = None
-    time: str | None = None
+    __slots__ = ("cpus", "gpus", "mem", "time")
+    FIELDS = __slots__
+
+    def __init__(
+        self, cpus: int = 1, gpus: int = 0, mem: str | None = None, time: str | None = None
+    ) -> None:
+        self.cpus = cpus
+        self.gpus = gpus
+        self.mem = mem
+        self.time = time
 
     def update(self, **changes: Any) -> None:
         """Set several fields; an unknown name lists the valid ones."""
-        valid = {f.name for f in fields(self)}
         for key, value in changes.items():
-            if key not in valid:
-                raise ConfigError(f"unknown resource {key!r}; valid: {', '.join(sorted(valid))}")
+            if key not in self.FIELDS:
+                valid = ", ".join(sorted(self.FIELDS))
+                raise ConfigError(f"unknown resource {key!r}; valid: {valid}")
             setattr(self, key, value)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy."""
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resources) and self.to_json() == other.to_json()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return "Resources(" + ", ".join(f"{k}={v!r}" for k, v in self.to_json().items()) + ")"
 
 
-@dataclass(eq=False)
 class Job:
     """A task on its way through a launcher.
 
     Submit hooks see it before submission: ``environ`` and ``resources`` changes reach the job.
     """
 
-    task: Task
-    identifier: str
-    type_id: str
-    directory: Path
-    launcher: Launcher
-    dependencies: list[Job] = field(default_factory=list)
-    environ: dict[str, str] = field(default_factory=dict)
-    resources: Resources = field(default_factory=Resources)
-    state: JobState = JobState.WAITING
-    failure: Failure | None = None
-    handle: Any = None
+    def __init__(
+        self,
+        task: Task,
+        identifier: str,
+        type_id: str,
+        directory: Path,
+        launcher: Launcher,
+        dependencies: list[Job] | None = None,
+    ) -> None:
+        self.task = task
+        self.identifier = identifier
+        self.type_id = type_id
+        self.directory = directory
+        self.launcher = launcher
+        self.dependencies: list[Job] = dependencies if dependencies is not None else []
+        self.environ: dict[str, str] = {}
+        self.resources = Resources()
+        self.state = JobState.WAITING
+        self.failure: Failure | None = None
+        self.handle: Any = None
 
     @property
     def name(self) -> str:

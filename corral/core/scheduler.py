@@ -126,9 +126,10 @@ class Scheduler:
                 changed = self._cycle(new)
                 with self._cond:
                     self._cond.notify_all()
-                    if self._changed or self._stop:
+                    if changed or self._changed or self._stop:
+                        pause = MIN_PAUSE  # something moved: look again at once
                         continue
-                    pause = MIN_PAUSE if changed else min(pause * 1.5, self._max_pause())
+                    pause = min(pause * 1.5, self._max_pause())
                     self._cond.wait(pause)
         except BaseException as exc:  # surfaced by wait() in the experiment's thread
             log.exception("scheduler failed")
@@ -142,6 +143,10 @@ class Scheduler:
 
     def _cycle(self, new: list[Job]) -> bool:
         changed = self._recover(new)
+        active = [j for j in self.jobs if j.state in (JobState.SUBMITTED, JobState.RUNNING)]
+        for launcher, batch in _by_launcher(active).items():
+            statuses = launcher.poll(batch)  # first, so that finished jobs free their slots
+            changed = self._apply(statuses, only_changes=True) or changed
         waiting = [j for j in self.jobs if j.state is JobState.WAITING]
         failed_deps = set()
         for job in waiting:
@@ -160,10 +165,6 @@ class Scheduler:
             if batch:
                 self._apply(launcher.start(batch, self.workspace))
                 changed = True
-        active = [j for j in self.jobs if j.state in (JobState.SUBMITTED, JobState.RUNNING)]
-        for launcher, batch in _by_launcher(active).items():
-            statuses = launcher.poll(batch)
-            changed = self._apply(statuses, only_changes=True) or changed
         return changed
 
     def _recover(self, new: list[Job]) -> bool:

@@ -12,17 +12,23 @@ EXPECTED = {
     "Constant",
     "CorralError",
     "HostKeyError",
+    "Job",
     "JobFailedError",
+    "Launcher",
     "Meta",
     "Param",
     "PluginError",
     "SubmissionError",
+    "SubmitHook",
     "Task",
     "__version__",
+    "cache",
     "dependencies",
+    "experiment",
     "field",
     "identifier",
     "pathgenerator",
+    "submit_hook_decorator",
     "tag",
 }
 
@@ -33,9 +39,25 @@ def test_all_is_pinned():
         assert hasattr(corral, name), name
 
 
-def test_seed_import_lines_of_the_core_work():
+def test_every_import_line_of_the_seed_page_works():
     exec("from corral import Config, Task, Param", {})
-    exec("from corral import Config, Task, Param, Meta, Constant, pathgenerator, field, tag", {})
+    exec("from corral import SubmitHook, Job, Launcher, submit_hook_decorator", {})
+    exec("from corral import cache, experiment", {})
+    exec("from corral import Meta, Constant, pathgenerator, field, tag, identifier", {})
+
+
+def test_job_process_imports_stay_light():
+    """The job entry point must not pull in SSH, plugins or the CLI."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, corral.run, corral.core.runner, corral.core.serialize;"
+        "heavy = {'paramiko', 'fabric', 'pluggy', 'click', 'filelock', 'corral.core.experiment'};"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_exception_tree():

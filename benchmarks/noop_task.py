@@ -1,0 +1,14 @@
+"""The task of the P2 benchmark, in a module of its own so the job imports only corral."""
+
+from __future__ import annotations
+
+from corral import Param, Task
+
+
+class Noop(Task):
+    """Does nothing: what is measured is the cost of running a task at all."""
+
+    i: Param[int]
+
+    def execute(self) -> None:
+        pass
