@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from corral import Param, Task, experiment, tag
 from tasks import Data, Train  # a module next to this script
+
+from corral import Param, Task, experiment, tag
 
 
 class Evaluate(Task):

@@ -51,7 +51,7 @@ def test_slots_are_never_exceeded(workspace, log):
     assert max_concurrency(records) == 2
 
 
-class one_gpu(SubmitHook):  # noqa: N801
+class one_gpu(SubmitHook):
     def process(self, job, launcher):
         job.resources.gpus = 1
 
@@ -150,7 +150,7 @@ def test_rerun_of_failed_job_runs_it_again_and_keeps_done_ones(workspace, log):
     assert sorted(r["name"] for r in read_log(log)) == ["fail-exit", "fail-exit", "ok"]
 
 
-class set_nasty_env(SubmitHook):  # noqa: N801
+class set_nasty_env(SubmitHook):
     def __init__(self, value):
         self.value = value
 
@@ -242,9 +242,8 @@ def test_generated_path_parent_directories_exist(workspace, log):
     assert Path(read_log(log)[0]["taskdir"]) == task.__taskdir__
 
 
-from tests.execution.tasks import Fail as _Fail  # noqa: E402
-
 from corral import Meta, Param, Task  # noqa: E402
+from tests.execution.tasks import Fail as _Fail  # noqa: E402
 
 
 class FailChild(Task):

@@ -107,7 +107,7 @@ def test_same_identities_in_two_workspaces(tmp_path, log):
 # --- "Submit hooks" --------------------------------------------------------------------------
 
 
-class needs_java(SubmitHook):  # noqa: N801  (as the seed names it)
+class needs_java(SubmitHook):
     def __init__(self, version: int):
         self.version = version
 

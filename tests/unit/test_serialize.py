@@ -10,7 +10,7 @@ from corral.core.identity import type_id
 from corral.core.serialize import dump_params, load_params
 from corral.core.task import Dep
 from tests.seed_tasks import Dataset, Documents, RandomFold, Topics
-from tests.unit.identity_vectors import Maybe, Outer, Inner, Shade, Value
+from tests.unit.identity_vectors import Inner, Maybe, Outer, Shade, Value
 
 
 def roundtrip(task, workspace=Path("/ws")):
