@@ -161,3 +161,22 @@ def test_concurrent_clients_run_each_job_once(project, tmp_path, clients):
     for p in procs:
         finish(p)
     assert names(log) == ["in-script", "slow", "slow-end"]
+
+
+def test_a_reattached_job_that_vanishes_is_lost_and_its_dependent_not_run(project, tmp_path):
+    log, ws = tmp_path / "log", tmp_path / "ws"
+    first = client(project, ws, log, 30.0, "wait")
+    wait_for(lambda: "slow" in names(log))
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    second = client(project, ws, log, 30.0, "wait")
+    runs = ws / "experiments" / "clients" / "runs"
+    wait_for(lambda: len(list(runs.glob("*.jsonl"))) == 2)
+    time.sleep(1.0)  # the second client re-attaches to the running job
+    os.kill(records(log)[0]["pid"], signal.SIGKILL)  # no marker can be written
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 1
+    assert "2 job(s) failed" in err
+    assert "lost: the job process ended without a result" in err
+    assert "dependency: dependency failed: Slow/" in err
+    assert names(log) == ["slow"]
