@@ -31,3 +31,6 @@ def main() -> None:
     except CorralError as exc:
         click.echo(f"corral: error: {exc}", err=True)
         sys.exit(1)
+
+
+from corral.cli import plugins as _plugins  # noqa: E402, F401  (registers the command)

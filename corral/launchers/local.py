@@ -120,12 +120,16 @@ class LocalLauncher(Launcher):
             env["CORRAL_GPU_SLOTS"] = f"{root / 'gpu'}:{self.gpus}:{job.resources.gpus}"
         return env
 
+    def command(self, job: Job) -> list[str]:
+        """The argv that runs a job's script; it must ``exec`` (the pid is the job's)."""
+        return ["bash", str(job.directory / "job.sh")]
+
     def launch(self, jobs: Sequence[Job], *, detached: bool = False) -> list[Any]:
         """Start each job script as a new session."""
         handles = []
         for job in jobs:
             proc = subprocess.Popen(
-                ["bash", str(job.directory / "job.sh")],
+                self.command(job),
                 cwd=job.directory,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

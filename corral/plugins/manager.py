@@ -30,6 +30,12 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 """Modules of the built-in plugins, registered first, by name."""
 
 
+def _own_distribution() -> str:
+    from corral import __version__
+
+    return f"corral {__version__}"
+
+
 class Plugins:
     """The plugin manager of one experiment (or one CLI invocation)."""
 
@@ -53,11 +59,9 @@ class Plugins:
             except Exception as exc:
                 raise PluginError(f"plugin {module_name!r} failed to import: {exc}") from exc
             self.pm.register(module, name=module_name)
+        self.distributions: dict[str, str] = {name: _own_distribution() for name in builtins}
         if entry_points:
-            try:
-                self.pm.load_setuptools_entrypoints(NAME)
-            except Exception as exc:
-                raise PluginError(f"a plugin of group {NAME!r} failed to load: {exc}") from exc
+            self._load_entry_points()
         for plugin in extra:
             self.pm.register(plugin)
         try:
@@ -66,6 +70,30 @@ class Plugins:
             raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
         self._launchers: Registry[Launcher] | None = None
         self._connectors: Registry[Connector] | None = None
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=NAME):
+            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                continue
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "?"
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} ({ep.value}, from {dist}) failed to import: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.pm.register(plugin, name=ep.name)
+            self.distributions[ep.name] = dist
+
+    def hook_implementations(self) -> dict[str, list[str]]:
+        """For each hook, the names of the plugins implementing it, in call order."""
+        return {
+            name: [impl.plugin_name for impl in getattr(self.pm.hook, name).get_hookimpls()]
+            for name in sorted(n for n in dir(self.pm.hook) if n.startswith("corral_"))
+        }
 
     def _collect(self, hook: Any, kind: str) -> Registry[Any]:
         registry: Registry[Any] = Registry(kind)

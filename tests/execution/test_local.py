@@ -11,6 +11,8 @@ from corral import ConfigError, JobFailedError, SubmitHook, experiment, identifi
 from corral.core.job import FailureReason
 from corral.core.workspace import final_state
 from corral.launchers.local import LocalLauncher
+from corral.plugins.manager import Plugins
+from corral.plugins.markers import hookimpl
 from tests.execution.tasks import After, Echo, Fail, Record, read_log
 
 NASTY = "a b 'c' \"d\" $(touch {pwned}) `touch {pwned}` ; touch {pwned} \\ \n next line\t$HOME"
@@ -252,3 +254,39 @@ class FailChild(Task):
 
     def execute(self) -> None:
         raise AssertionError("must not run")
+
+
+class EnvironmentPlugin:
+    """A plugin that adds a variable to every job and records finished jobs."""
+
+    def __init__(self):
+        self.finished = []
+
+    @hookimpl
+    def corral_prepare_job(self, job, launcher):
+        job.environ["CORRAL_TEST_VALUE"] = f"from plugin for {launcher.name}"
+        job.resources.cpus = 1
+
+    @hookimpl
+    def corral_job_finished(self, job, state):
+        self.finished.append((job.type_id, state.value))
+
+
+def test_prepare_job_hook_changes_the_environment_seen_in_the_job(workspace):
+    plugin = EnvironmentPlugin()
+    with experiment(workspace, "plugin", plugins=Plugins(extra=(plugin,))):
+        task = Echo(text="x")
+        task.submit()
+    echoed = json.loads((task.__taskdir__ / "echo.json").read_text())
+    assert echoed == {"text": "x", "env": "from plugin for local"}
+    assert plugin.finished == [("tests.execution.tasks.Echo", "done")]
+
+
+def test_prepare_job_runs_after_the_class_submit_hooks(workspace):
+    plugin = EnvironmentPlugin()
+    with experiment(workspace, "plugin-order", plugins=Plugins(extra=(plugin,))):
+        task = NastyEcho(text="y")  # its class hook sets CORRAL_TEST_VALUE first
+        task.submit()
+    assert json.loads((task.__taskdir__ / "echo.json").read_text())["env"] == (
+        "from plugin for local"
+    )

@@ -64,3 +64,56 @@ def test_disabled_plugin(monkeypatch):
 def test_each_manager_is_independent():
     a, b = Plugins(entry_points=False), Plugins(entry_points=False)
     assert a.pm is not b.pm
+
+
+def fake_distribution(root, name, module_source):
+    """An installed distribution with a ``corral`` entry point, on a sys.path entry."""
+    dist = root / f"{name.replace('-', '_')}-0.3.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text(f"[corral]\n{name} = {name.replace('-', '_')}_mod\n")
+    (root / f"{name.replace('-', '_')}_mod.py").write_text(module_source)
+
+
+def test_plugin_raising_at_import_is_named(tmp_path, monkeypatch):
+    fake_distribution(tmp_path, "broken-plugin", "raise ImportError('no module named torch')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as e:
+        Plugins()
+    assert str(e.value) == (
+        "plugin 'broken-plugin' (broken_plugin_mod, from broken-plugin 0.3) failed to import: "
+        "ImportError: no module named torch"
+    )
+    monkeypatch.setenv("CORRAL_DISABLE_PLUGINS", "broken-plugin")
+    assert "local" in Plugins().launchers
+
+
+def test_external_plugin_registers_like_a_builtin(tmp_path, monkeypatch):
+    fake_distribution(
+        tmp_path,
+        "batchy",
+        "from corral.launchers.local import LocalLauncher\n"
+        "from corral.plugins.markers import hookimpl\n"
+        "class Batchy(LocalLauncher):\n    name = 'batch'\n"
+        "@hookimpl\ndef corral_register_launchers(registry):\n    registry.add(Batchy)\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins = Plugins()
+    assert plugins.launchers.get("batch").__name__ == "Batchy"
+    assert plugins.launchers.origin("batch") == "batchy"
+    assert plugins.distributions["batchy"] == "batchy 0.3"
+    assert "batchy" in plugins.hook_implementations()["corral_register_launchers"]
+
+
+def test_every_hook_is_documented():
+    import inspect
+    from pathlib import Path
+
+    from corral.plugins import spec
+
+    doc = (Path(__file__).parents[2] / "docs" / "plugins.md").read_text()
+    hooks = [n for n, f in inspect.getmembers(spec, inspect.isfunction) if n.startswith("corral_")]
+    assert len(hooks) >= 4
+    for name in hooks:
+        signature = f"{name}{inspect.signature(getattr(spec, name))}".replace("'", "")
+        assert f"`{signature}`" in doc, f"docs/plugins.md lacks `{signature}`"
