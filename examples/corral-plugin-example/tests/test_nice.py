@@ -42,5 +42,5 @@ def test_the_plugin_is_found_through_its_entry_point(corral_plugins):
 
 
 def test_bad_niceness_is_a_clear_error():
-    with pytest.raises(ConfigError, match="niceness must be an int in 0..19, got 42"):
+    with pytest.raises(ConfigError, match=r"niceness must be an int in 0\.\.19, got 42"):
         NiceLauncher(niceness=42)
