@@ -1,0 +1,312 @@
+"""``SSHConnector``: a shell and a filesystem on another host, over one shared SSH transport.
+
+Connectors pointing at the same destination share one transport (see
+:mod:`corral.connectors.ssh_transport`). Host keys are verified against known_hosts; an
+unknown key is refused unless ``host_key_policy="accept-new"``. After a dropped connection the
+next operation reconnects with bounded backoff; a command in flight when the connection drops
+raises ConnectorError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import shlex
+import stat
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import TypeVar
+
+import paramiko
+
+from corral.connectors.base import Connector, PathLike, Result
+from corral.connectors.ssh_config import HOST_KEY_POLICIES, resolve
+from corral.connectors.ssh_transport import _link_for
+from corral.core.script import check_env_name
+from corral.errors import ConfigError, ConnectorError
+from corral.plugins.markers import hookimpl
+from corral.plugins.registry import Registry
+
+T = TypeVar("T")
+
+CHUNK = 65536
+
+
+def remote_command(
+    argv: Sequence[str],
+    *,
+    cwd: PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    login_shell: bool = False,
+) -> str:
+    """The command line sent to the remote shell: every value quoted."""
+    if not argv:
+        raise ConfigError("empty command")
+    command = " ".join(shlex.quote(str(a)) for a in argv)
+    if env:
+        assignments = " ".join(shlex.quote(f"{check_env_name(k)}={v}") for k, v in env.items())
+        command = f"env {assignments} {command}"
+    if cwd is not None:
+        command = f"cd {shlex.quote(str(cwd))} && {command}"
+    if login_shell:
+        command = f"bash -lc {shlex.quote(command)}"
+    return command
+
+
+class SSHConnector(Connector):
+    """Commands and files on an SSH host.
+
+    :param host: an ``~/.ssh/config`` alias, a host name, or ``user@host:port``.
+    :param user: user name (overrides the ssh config).
+    :param port: port (overrides the ssh config).
+    :param key_filename: private key file (overrides the config's IdentityFile).
+    :param config_file: ssh config file (default ``~/.ssh/config``).
+    :param known_hosts: known_hosts file (default: the config's UserKnownHostsFile, else
+        ``~/.ssh/known_hosts``).
+    :param host_key_policy: ``"reject"`` an unknown host key (default) or ``"accept-new"``
+        (record it, as OpenSSH's ``StrictHostKeyChecking=accept-new``). A changed key is
+        always refused.
+    :param login_shell: run commands under ``bash -lc`` (for ``module``, conda, ``sbatch``
+        set up by the profile).
+    :param timeout: seconds to connect and authenticate.
+    """
+
+    name = "ssh"
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        user: str | None = None,
+        port: int | None = None,
+        key_filename: str | os.PathLike[str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        known_hosts: str | os.PathLike[str] | None = None,
+        host_key_policy: str = "reject",
+        login_shell: bool = False,
+        timeout: float = 15.0,
+    ) -> None:
+        if host_key_policy not in HOST_KEY_POLICIES:
+            raise ConfigError(
+                f"host_key_policy {host_key_policy!r}; valid: {', '.join(HOST_KEY_POLICIES)}"
+            )
+        self.destination = resolve(
+            host,
+            user=user,
+            port=port,
+            key_filename=key_filename,
+            config_file=config_file,
+            known_hosts=known_hosts,
+        )
+        self.host = host
+        self.login_shell = login_shell
+        self._link = _link_for(self.destination, host_key_policy, timeout)
+
+    @property
+    def connections(self) -> int:
+        """How many times the shared transport of this destination was (re)connected."""
+        return self._link.connects
+
+    def __repr__(self) -> str:
+        return f"SSHConnector({self.host!r} -> {self.destination})"
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> Result:
+        """Run ``argv`` on the host; see :meth:`Connector.run`."""
+        argv = [str(a) for a in argv]
+        command = remote_command(argv, cwd=cwd, env=env, login_shell=self.login_shell)
+        channel = self._open_session()
+        try:
+            channel.exec_command(command)
+            if input is not None:
+                channel.sendall(input.encode())
+            channel.shutdown_write()
+            out, err = self._collect(channel, timeout, argv)
+            code = channel.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise ConnectorError(
+                f"connection to {self.destination} lost while running {argv[0]}: {exc}"
+            ) from exc
+        finally:
+            channel.close()
+        result = Result(
+            tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace")
+        )
+        if check and not result.ok:
+            tail = result.stderr.strip().splitlines()[-1:] or [""]
+            raise ConnectorError(f"{argv[0]} on {self.destination} exited with {code}: {tail[0]}")
+        return result
+
+    def _open_session(self) -> paramiko.Channel:
+        for attempt in (1, 2):  # nothing was sent yet: one retry after a reconnect is safe
+            transport = self._link.transport()
+            try:
+                return transport.open_session(timeout=self._link.timeout)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                self._link.close()
+                if attempt == 2:
+                    raise ConnectorError(
+                        f"cannot open a session on {self.destination}: {exc}"
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    def _collect(
+        self, channel: paramiko.Channel, timeout: float | None, argv: list[str]
+    ) -> tuple[bytes, bytes]:
+        out, err = bytearray(), bytearray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        transport = channel.get_transport()
+        while True:
+            while channel.recv_ready():
+                out += channel.recv(CHUNK)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(CHUNK)
+            if (
+                channel.exit_status_ready()
+                and not channel.recv_ready()
+                and not (channel.recv_stderr_ready())
+            ) and (channel.eof_received or channel.closed):
+                break
+            if transport is None or not transport.is_active():
+                raise ConnectorError(
+                    f"connection to {self.destination} lost while running {argv[0]}"
+                )
+            wait = 1.0
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise ConnectorError(
+                        f"{argv[0]} on {self.destination} timed out after {timeout} s"
+                    )
+                wait = min(wait, 1.0)
+            select.select([channel], [], [], wait)
+        return bytes(out), bytes(err)
+
+    # --- files ------------------------------------------------------------------------------
+
+    def _sftp(self, what: str, path: PathLike, op: Callable[[paramiko.SFTPClient], T]) -> T:
+        for attempt in (1, 2):
+            sftp = self._link.sftp()
+            try:
+                with self._link.sftp_lock:
+                    return op(sftp)
+            except OSError as exc:
+                if exc.errno is None and attempt == 1 and not self._link.transport().is_active():
+                    continue
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise ConnectorError(f"{what} {path} on {self.destination}: {reason}") from exc
+            except (EOFError, paramiko.SSHException) as exc:
+                self._link.close()
+                if attempt == 2:
+                    raise ConnectorError(f"{what} {path} on {self.destination}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def put(self, local: PathLike, remote: PathLike) -> None:
+        """Upload a local file."""
+        self._sftp("cannot upload to", remote, lambda s: s.put(str(local), str(remote)))
+
+    def get(self, remote: PathLike, local: PathLike) -> None:
+        """Download a remote file."""
+        self._sftp("cannot download", remote, lambda s: s.get(str(remote), str(local)))
+
+    def read_text(self, path: PathLike) -> str:
+        """Read a remote UTF-8 text file."""
+
+        def read(s: paramiko.SFTPClient) -> str:
+            with s.open(str(path), "rb") as f:
+                return f.read().decode("utf-8")
+
+        return self._sftp("cannot read", path, read)
+
+    def write_text(self, path: PathLike, text: str, *, mode: int = 0o644) -> None:
+        """Write a remote file atomically (temporary file, then ``posix-rename``)."""
+        target = PurePosixPath(str(path))
+        tmp = str(target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"))
+
+        def write(s: paramiko.SFTPClient) -> None:
+            try:
+                with s.open(tmp, "wb") as f:
+                    f.write(text.encode("utf-8"))
+                s.chmod(tmp, mode)
+                s.posix_rename(tmp, str(target))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    s.remove(tmp)
+                raise
+
+        self._sftp("cannot write", path, write)
+
+    def mkdir(self, path: PathLike, *, parents: bool = True, exist_ok: bool = True) -> None:
+        """Create a remote directory (``mkdir -p`` in one round trip with ``parents``)."""
+        if parents:
+            argv = ["mkdir", "-p", "--", str(path)]
+            if not exist_ok and self.exists(path):
+                raise ConnectorError(f"cannot create {path} on {self.destination}: exists")
+            self.run(argv, check=True)
+            return
+
+        def make(s: paramiko.SFTPClient) -> None:
+            try:
+                s.mkdir(str(path))
+            except OSError:
+                if exist_ok and stat.S_ISDIR(s.stat(str(path)).st_mode or 0):
+                    return
+                raise
+
+        self._sftp("cannot create", path, make)
+
+    def exists(self, path: PathLike) -> bool:
+        """Whether the remote path exists."""
+
+        def check(s: paramiko.SFTPClient) -> bool:
+            try:
+                s.stat(str(path))
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return False
+                raise
+            return True
+
+        return self._sftp("cannot stat", path, check)
+
+    def remove(self, path: PathLike, *, recursive: bool = False) -> None:
+        """Remove a remote file, or a tree with ``recursive`` (missing is fine)."""
+        if recursive:
+            self.run(["rm", "-rf", "--", str(path)], check=True)
+            return
+
+        def rm(s: paramiko.SFTPClient) -> None:
+            with contextlib.suppress(FileNotFoundError):
+                s.remove(str(path))
+
+        self._sftp("cannot remove", path, rm)
+
+    def listdir(self, path: PathLike) -> list[str]:
+        """Sorted names in a remote directory."""
+        return sorted(self._sftp("cannot list", path, lambda s: s.listdir(str(path))))
+
+    def close(self) -> None:
+        """Close the shared connection of this destination (the next use reconnects)."""
+        self._link.close()
+
+
+@hookimpl
+def corral_register_connectors(registry: Registry[Connector]) -> None:
+    """Register the SSH connector."""
+    registry.add(SSHConnector)

@@ -1,0 +1,155 @@
+"""Where an SSH connection goes: ``user@host:port``, ``~/.ssh/config`` and explicit options.
+
+Resolution follows OpenSSH: an explicit value (keyword argument or the ``user@host:port``
+shorthand) wins over the ssh config, which wins over defaults. Two explicit values that
+disagree (``"bob@h"`` with ``user="alice"``) are an error.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import paramiko
+
+from corral.errors import ConfigError
+
+DEFAULT_CONFIG = Path("~/.ssh/config")
+DEFAULT_KNOWN_HOSTS = (Path("~/.ssh/known_hosts"), Path("~/.ssh/known_hosts2"))
+HOST_KEY_POLICIES = ("reject", "accept-new")
+
+
+class Destination(NamedTuple):
+    """A fully resolved SSH destination."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    key_filenames: tuple[str, ...]
+    identities_only: bool
+    known_hosts: tuple[str, ...]
+    proxy_jump: str | None
+    config_file: str | None
+
+    @property
+    def key(self) -> tuple[str, int, str, tuple[str, ...], str | None]:
+        """What makes two connections the same connection."""
+        return (self.hostname, self.port, self.user, self.key_filenames, self.proxy_jump)
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+
+def split_destination(host: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` → (user, host, port); IPv6 as ``[addr]:port``."""
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError(
+            f"SSH host: expected 'host', 'user@host' or 'user@host:port', got {host!r}"
+        )
+    user = None
+    if "@" in host:
+        user, host = host.rsplit("@", 1)
+    port: int | None = None
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise ConfigError(f"SSH host {host!r}: unclosed '['")
+        rest = host[end + 1 :]
+        host = host[1:end]
+        if rest:
+            port = _port(rest.lstrip(":"), host)
+    elif host.count(":") == 1:
+        host, raw = host.split(":")
+        port = _port(raw, host)
+    if not host or (user is not None and not user):
+        raise ConfigError(f"SSH host {host!r}: empty user or host name")
+    return user, host, port
+
+
+def _port(raw: str | int, host: str) -> int:
+    try:
+        port = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"SSH host {host!r}: port {raw!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"SSH host {host!r}: port {port} is out of range 1-65535")
+    return port
+
+
+def _explicit(name: str, a: object, b: object, host: str) -> object:
+    if a is not None and b is not None and a != b:
+        raise ConfigError(
+            f"SSH host {host!r}: {name} given twice with different values ({a!r} and {b!r})"
+        )
+    return a if a is not None else b
+
+
+def load_config(
+    config_file: str | os.PathLike[str] | None,
+) -> tuple[paramiko.SSHConfig, str | None]:
+    """The ssh config to use (explicit file, else ``~/.ssh/config`` if it exists)."""
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"SSH config file {path} does not exist")
+    else:
+        path = DEFAULT_CONFIG.expanduser()
+        if not path.is_file():
+            return paramiko.SSHConfig(), None
+    try:
+        return paramiko.SSHConfig.from_path(str(path)), str(path)
+    except Exception as exc:  # paramiko raises several types for a bad file
+        raise ConfigError(f"cannot read SSH config {path}: {exc}") from exc
+
+
+def resolve(
+    host: str,
+    *,
+    user: str | None = None,
+    port: int | None = None,
+    key_filename: str | os.PathLike[str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    known_hosts: str | os.PathLike[str] | None = None,
+) -> Destination:
+    """Resolve ``host`` and explicit options through the ssh config."""
+    host_user, alias, host_port = split_destination(host)
+    user = _explicit("user", host_user, user, host)  # type: ignore[assignment]
+    port = _explicit("port", host_port, _port(port, alias) if port is not None else None, host)  # type: ignore[assignment]
+    config, config_path = load_config(config_file)
+    entry = config.lookup(alias)
+    hostname = entry.get("hostname", alias)
+    resolved_port = port if port is not None else _port(entry.get("port", 22), alias)
+    resolved_user = user or entry.get("user") or getpass.getuser()
+    if key_filename is not None:
+        keys: tuple[str, ...] = (str(Path(key_filename).expanduser()),)
+        if not Path(keys[0]).is_file():
+            raise ConfigError(f"SSH key file {keys[0]} does not exist")
+    else:
+        keys = tuple(
+            str(Path(k).expanduser())
+            for k in entry.get("identityfile", [])
+            if Path(k).expanduser().is_file()
+        )
+    if known_hosts is not None:
+        known: tuple[str, ...] = (str(Path(known_hosts).expanduser()),)
+    elif "userknownhostsfile" in entry:
+        known = tuple(str(Path(p).expanduser()) for p in entry["userknownhostsfile"].split())
+    else:
+        known = tuple(str(p.expanduser()) for p in DEFAULT_KNOWN_HOSTS)
+    jump = entry.get("proxyjump")
+    if jump is not None and jump.lower() == "none":
+        jump = None
+    return Destination(
+        alias=alias,
+        hostname=hostname,
+        port=resolved_port,
+        user=resolved_user,
+        key_filenames=keys,
+        identities_only=entry.get("identitiesonly", "no").lower() == "yes",
+        known_hosts=known,
+        proxy_jump=jump,
+        config_file=str(config_file) if config_file is not None else config_path,
+    )
