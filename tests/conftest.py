@@ -1,0 +1,3 @@
+"""Shared pytest configuration. The test rig's fixtures live in tests/rig/fixtures.py."""
+
+pytest_plugins = ["tests.rig.fixtures"]
