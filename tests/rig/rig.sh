@@ -4,6 +4,7 @@
 #   bash tests/rig/rig.sh up [--mode squeue|sacct|cgroup|sacct+cgroup]
 #   bash tests/rig/rig.sh down
 #   bash tests/rig/rig.sh status
+#   bash tests/rig/rig.sh check-cgroup    (exit 0 when mode cgroup can work on this machine)
 #
 # Run as root. Everything the rig keeps lives under one directory, CORRAL_RIG_DIR (default
 # <repo>/.rig/). What a test needs is written to <rig dir>/rig.env; `down` removes that file.
@@ -694,7 +695,7 @@ cmd_status() {
     return 1
 }
 
-usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 main() {
     local cmd=${1:-}
@@ -709,7 +710,7 @@ main() {
             *) die "unknown argument '$1'" ;;
         esac
     done
-    if [[ $cmd != status ]]; then
+    if [[ $cmd != status && $cmd != check-cgroup ]]; then
         mkdir -p "$RIG"
         exec 9>"$RIG/.lock"
         flock 9
@@ -718,6 +719,7 @@ main() {
         up) cmd_up ;;
         down) cmd_down ;;
         status) cmd_status ;;
+        check-cgroup) need_root check-cgroup; check_cgroup_support; log "cgroup mode can work here" ;;
         *) usage ;;
     esac
 }
