@@ -420,9 +420,9 @@ setup_ssh_keys() {
     CLIENT_KEY=$RIG/ssh/id_ed25519
     [[ -f $CLIENT_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C corral-rig-client -f "$CLIENT_KEY"
     install -d -m 700 -o "$TUSER" -g "$(id -g "$TUSER")" "$TUSER_HOME/.ssh"
-    local ak=$TUSER_HOME/.ssh/authorized_keys pub
-    pub=$(<"$CLIENT_KEY.pub")
-    if ! grep -qxF "$pub" "$ak" 2>/dev/null; then echo "$pub" >>"$ak"; fi
+    # The test user is the rig's own: only the current rig's client key may log in.
+    local ak=$TUSER_HOME/.ssh/authorized_keys
+    cp "$CLIENT_KEY.pub" "$ak"
     chown "$TUSER:$(id -g "$TUSER")" "$ak"
     chmod 600 "$ak"
 }
@@ -583,9 +583,16 @@ cmd_up() {
     fi
     has cgroup && check_cgroup_support
     if [[ -n $(components) || -n $running_mode ]]; then
-        log "restarting (was: ${running_mode:-partial}, now: ${MODE/,/+})"
+        running_mode=${running_mode:-partial}
+        log "restarting (was: ${running_mode/,/+}, now: ${MODE/,/+})"
         cmd_down
     fi
+    local port
+    for port in 6817 6818 6819; do  # slurmctld, slurmd, slurmdbd
+        if ss -Hltn "sport = :$port" | grep -q .; then
+            die "port $port is taken (another Slurm, or a rig started from another directory?)"
+        fi
+    done
     setup_dirs
     : >"$RUN/components"
     echo "$MODE" >"$RUN/mode"
