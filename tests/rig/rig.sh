@@ -227,11 +227,11 @@ ensure_user() {
 }
 
 start_munge() {
-    mkdir -p "$SOCK_DIR" "$RIG/munge"
-    chown munge:munge "$SOCK_DIR" "$RIG/munge"
+    mkdir -p "$SOCK_DIR" "$PUB/munge"
+    chown munge:munge "$SOCK_DIR" "$PUB/munge"
     chmod 755 "$SOCK_DIR"
-    chmod 700 "$RIG/munge"
-    local key=$RIG/munge/munge.key
+    chmod 700 "$PUB/munge"
+    local key=$PUB/munge/munge.key
     if [[ ! -s $key ]]; then
         dd if=/dev/urandom of="$key" bs=1024 count=1 status=none
     fi
@@ -239,8 +239,8 @@ start_munge() {
     chmod 400 "$key"
     launch munged /usr/sbin/munged setpriv --reuid=munge --regid=munge --init-groups \
         /usr/sbin/munged --foreground --force --socket="$MUNGE_SOCK" --key-file="$key" \
-        --pid-file="$RIG/munge/munged.pid" --log-file="$RIG/munge/munged.log" \
-        --seed-file="$RIG/munge/munged.seed"
+        --pid-file="$PUB/munge/munged.pid" --log-file="$PUB/munge/munged.log" \
+        --seed-file="$PUB/munge/munged.seed"
     wait_for 10 munged bash -c "munge -n -S '$MUNGE_SOCK' | unmunge -S '$MUNGE_SOCK'"
 }
 
@@ -280,7 +280,7 @@ MinJobAge=300
 KillWait=5
 MailProg=/bin/true
 StateSaveLocation=$RIG/slurm/state
-SlurmdSpoolDir=$RIG/slurm/spool
+SlurmdSpoolDir=$PUB/slurmd-spool
 SlurmctldPidFile=$RIG/slurm/slurmctld.pid
 SlurmdPidFile=$RIG/slurm/slurmd.pid
 SlurmctldLogFile=$LOG/slurmctld.log
@@ -311,7 +311,8 @@ restore_etc_file() {
 }
 
 write_slurm_files() {
-    mkdir -p "$SLURM_ETC" "$RIG/slurm/state" "$RIG/slurm/spool"
+    # The spool holds each job's script, which runs as the job's user: it lives in $PUB.
+    mkdir -p "$SLURM_ETC" "$RIG/slurm/state" "$PUB/slurmd-spool"
     write_slurm_conf 127.0.0.1 | install_etc_file "$SLURM_CONF" 644
     if has cgroup; then
         install_etc_file "$SLURM_ETC/cgroup.conf" 644 <<EOF
@@ -328,7 +329,7 @@ EOF
 }
 
 start_mariadb() {
-    local data=$RIG/mariadb-data
+    local data=$PUB/mariadb-data
     mkdir -p "$data" "$(dirname "$MYSQL_SOCK")"
     chown mysql:mysql "$(dirname "$MYSQL_SOCK")"
     chmod 755 "$(dirname "$MYSQL_SOCK")"
@@ -661,10 +662,10 @@ cmd_down() {
     : >"$RUN/components"
     rm -f "$RUN/mode"
     # slurmstepd of a job that ignored the cancel: only those slurmd spawned for our spool.
-    local p
+    local p spool
+    spool=$(cat "$RUN/public-dir" 2>/dev/null || echo "$RIG")/slurmd-spool
     for p in $(pgrep -x slurmstepd || true); do
-        if grep -qF "$RIG/slurm/spool" "/proc/$p/cmdline" 2>/dev/null ||
-            [[ $(readlink -f "/proc/$p/cwd") == "$RIG"/slurm/spool* ]]; then
+        if [[ $(readlink -f "/proc/$p/cwd") == "$spool"* ]]; then
             kill -KILL "$p" 2>/dev/null || true
         fi
     done
