@@ -15,8 +15,8 @@
 #   cgroup        proctrack/cgroup + task/cgroup + CR_Core_Memory: --mem is enforced
 #                 (a job over its memory ends OUT_OF_MEMORY). Needs cgroup v1's memory controller.
 #   sacct+cgroup  both.
-# `up` without --mode keeps the mode that is running (squeue if nothing runs). `up` with another
-# mode than the running one restarts the rig.
+# `up` without --mode keeps the mode of the last `up` (squeue after a `down`); `up` in another
+# mode than the running one, or with a daemon missing, restarts the rig.
 #
 # Environment knobs: CORRAL_RIG_DIR, CORRAL_RIG_USER (default corraltest), CORRAL_RIG_SSH_PORT
 # (default: 2222, or the next free port), CORRAL_RIG_NET (default 10.200.0, the /24 used
@@ -575,8 +575,7 @@ cmd_up() {
     local t0=$EPOCHREALTIME running_mode=""
     [[ -f $RUN/mode ]] && running_mode=$(<"$RUN/mode")
     if [[ -z ${MODE:-} ]]; then
-        MODE=squeue
-        if [[ -n $running_mode ]] && all_alive; then MODE=$running_mode; fi
+        MODE=${running_mode:-squeue}
     fi
     if [[ $running_mode == "$MODE" && -f $ENV_FILE ]] && all_alive; then
         log "already up (mode ${MODE/,/+}); nothing to do"
