@@ -1,8 +1,10 @@
-"""Test-suite options shared by every test directory."""
+"""Shared pytest configuration. The test rig's fixtures live in tests/rig/fixtures.py."""
 
 from __future__ import annotations
 
 import pytest
+
+pytest_plugins = ["tests.rig.fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

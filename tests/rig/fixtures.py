@@ -1,0 +1,339 @@
+"""pytest wiring for the test rig (``tests/rig/rig.sh``): facts, fixtures, markers.
+
+The rig writes what a test needs into ``<rig dir>/rig.env`` (``CORRAL_RIG_DIR``, default
+``<repo>/.rig``). A test that needs the rig, through a fixture (``rig``, ``ssh_host``,
+``ssh_host2``, ``slurm_cluster``) or a marker (``ssh``, ``slurm``, ``sacct``, ``no_sacct``,
+``cgroup``), is skipped when the rig is not up, or not in the mode it needs, and **fails**
+instead under ``CI=true``: CI must never pass by skipping what it is meant to check.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+START_HINT = "start it with: sudo bash tests/rig/rig.sh up [--mode squeue|sacct|cgroup]"
+
+# Markers beyond pyproject's `ssh` and `slurm`: what a test needs of the rig's mode.
+MODE_MARKERS = {
+    "sacct": "needs SLURM accounting: slurmdbd (rig mode sacct)",
+    "no_sacct": "needs a cluster without accounting, the squeue-only path (rig mode squeue)",
+    "cgroup": "needs enforced memory limits (rig mode cgroup)",
+    "slow": "waits a minute or more, e.g. for a SLURM time limit",
+}
+# A test using one of these fixtures gets the matching marker, so `-m slurm` selects it.
+FIXTURE_MARKERS = {"ssh_host": "ssh", "ssh_host2": "ssh", "slurm_cluster": "slurm"}
+
+TERMINAL_STATES = frozenset(
+    {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+     "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
+)
+
+
+class RigUnavailable(Exception):
+    """The rig (or the part of it a test needs) is not there."""
+
+    def __init__(self, reason: str, hint: str = START_HINT) -> None:
+        super().__init__(reason)
+        self.hint = hint
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def rig_dir() -> Path:
+    return Path(os.environ.get("CORRAL_RIG_DIR") or REPO / ".rig")
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines; ``#`` comments and blank lines ignored; values are not quoted."""
+    facts: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            if sep:
+                facts[key] = value
+    return facts
+
+
+@dataclass(frozen=True)
+class SSHHost:
+    """One sshd of the rig, reachable with the rig's client key as its test user."""
+
+    host: str
+    port: int
+    user: str
+    key: Path
+    known_hosts: Path
+    ssh_config: Path
+    alias: str
+
+    def ssh_argv(self, *command: str) -> list[str]:
+        """argv for OpenSSH's client through the rig's ``ssh_config`` alias."""
+        return ["ssh", "-F", str(self.ssh_config), self.alias, *command]
+
+    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` on the host (each word quoted for the remote shell), checked."""
+        return subprocess.run(
+            self.ssh_argv(shlex.join(argv)), capture_output=True, text=True, timeout=timeout,
+            check=True,
+        )
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """The rig's one-node cluster, driven with Slurm's own commands."""
+
+    conf: Path
+    name: str
+    node: str
+    partitions: tuple[str, ...]
+    default_partition: str
+    short_maxtime: str
+    sacct: bool
+    cgroup: bool
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def command(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, capture_output=True, text=True, env=self.env, timeout=60, check=check
+        )
+
+    def sbatch(self, *args: str) -> str:
+        """Submit with ``sbatch --parsable``; return the job id."""
+        return parse_job_id(self.command("sbatch", "--parsable", *args).stdout)
+
+    def states(self, job_id: str) -> dict[str, str]:
+        """``{job or array task id: state}`` from ``squeue -t all``; empty once forgotten."""
+        out = self.command(
+            "squeue", "-h", "-r", "-t", "all", "-j", job_id, "-o", "%i|%T", check=False
+        )
+        # After MinJobAge squeue exits 1 with "Invalid job id specified": the job is gone.
+        return dict(line.split("|", 1) for line in out.stdout.split())
+
+    def wait(
+        self, job_id: str, timeout: float = 60, until: Iterable[str] = TERMINAL_STATES,
+        count: int = 1,
+    ) -> dict[str, str]:
+        """Poll until ``count`` entries (array tasks) are all in one of the states ``until``."""
+        wanted = frozenset(until)
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            states = self.states(job_id)
+            if len(states) >= count and all(s in wanted for s in states.values()):
+                return states
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} not in {sorted(wanted)} after {timeout}s: {states}")
+
+
+def parse_job_id(parsable: str) -> str:
+    """``sbatch --parsable`` prints ``id`` or ``id;cluster``."""
+    job_id = parsable.strip().split(";", 1)[0]
+    if not job_id.isdigit():
+        raise ValueError(f"not a job id: {parsable!r}")
+    return job_id
+
+
+@dataclass(frozen=True)
+class Rig:
+    """What ``rig.sh up`` wrote to ``rig.env``."""
+
+    dir: Path
+    mode: str
+    python: str
+    munge_socket: Path
+    ssh: SSHHost
+    host2: SSHHost | None
+    netns: str | None
+    slurm: SlurmCluster
+    facts: Mapping[str, str]
+
+    @classmethod
+    def from_env_file(cls, path: Path) -> Rig:
+        f = parse_env_file(path)
+        ssh_args = {
+            "user": f["CORRAL_RIG_SSH_USER"],
+            "key": Path(f["CORRAL_RIG_SSH_KEY"]),
+            "known_hosts": Path(f["CORRAL_RIG_KNOWN_HOSTS"]),
+            "ssh_config": Path(f["CORRAL_RIG_SSH_CONFIG"]),
+        }
+        host2 = None
+        if f.get("CORRAL_RIG_HOST2"):
+            host2 = SSHHost(host=f["CORRAL_RIG_HOST2"], port=int(f["CORRAL_RIG_HOST2_PORT"]),
+                            alias=f["CORRAL_RIG_HOST2_ALIAS"], **ssh_args)
+        partitions = tuple(f["CORRAL_RIG_PARTITIONS"].split(","))
+        return cls(
+            dir=Path(f["CORRAL_RIG_DIR"]),
+            mode=f["CORRAL_RIG_MODE"],
+            python=f["CORRAL_RIG_PYTHON"],
+            munge_socket=Path(f["CORRAL_RIG_MUNGE_SOCKET"]),
+            ssh=SSHHost(host=f["CORRAL_RIG_SSH_HOST"], port=int(f["CORRAL_RIG_SSH_PORT"]),
+                        alias=f["CORRAL_RIG_SSH_ALIAS"], **ssh_args),
+            host2=host2,
+            netns=f.get("CORRAL_RIG_NETNS") or None,
+            slurm=SlurmCluster(
+                conf=Path(f["SLURM_CONF"]),
+                name=f["CORRAL_RIG_CLUSTER"],
+                node=f["CORRAL_RIG_NODE"],
+                partitions=partitions,
+                default_partition=f["CORRAL_RIG_DEFAULT_PARTITION"],
+                short_maxtime=f["CORRAL_RIG_SHORT_MAXTIME"],
+                sacct=f["CORRAL_RIG_SACCT"] == "1",
+                cgroup=f["CORRAL_RIG_CGROUP"] == "1",
+            ),
+            facts=f,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Availability checks, each done once per session.
+
+_checked: dict[str, Rig | RigUnavailable] = {}
+
+
+def _check(what: str) -> Rig:
+    if what not in _checked:
+        try:
+            _checked[what] = _CHECKS[what]()
+        except RigUnavailable as exc:
+            _checked[what] = exc
+    result = _checked[what]
+    if isinstance(result, RigUnavailable):
+        message = f"{result}; {result.hint}"
+        if in_ci():
+            pytest.fail(f"test rig required under CI: {message}", pytrace=False)
+        pytest.skip(message)
+    return result
+
+
+def _load() -> Rig:
+    path = rig_dir() / "rig.env"
+    if not path.is_file():
+        raise RigUnavailable(f"the test rig is not up (no {path})")
+    return Rig.from_env_file(path)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _check_ssh(host: SSHHost) -> None:
+    if not _tcp_open(host.host, host.port):
+        raise RigUnavailable(f"the rig's sshd at {host.host}:{host.port} does not answer")
+    if not os.access(host.key, os.R_OK):
+        raise RigUnavailable(f"cannot read the rig's client key {host.key} (run tests as root)")
+
+
+def _ssh() -> Rig:
+    rig = _check("rig")
+    _check_ssh(rig.ssh)
+    return rig
+
+
+def _host2() -> Rig:
+    rig = _check("ssh")
+    if rig.host2 is None:
+        raise RigUnavailable("the rig has no second host (no network namespaces here?)")
+    _check_ssh(rig.host2)
+    return rig
+
+
+def _slurm() -> Rig:
+    rig = _check("rig")
+    try:
+        ping = rig.slurm.command("scontrol", "ping", check=False).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RigUnavailable(f"scontrol ping failed: {exc}") from exc
+    if "UP" not in ping:
+        raise RigUnavailable(f"slurmctld does not answer: {ping.strip()!r}")
+    return rig
+
+
+def _mode(need: str) -> Rig:
+    rig = _check("slurm")
+    have = {"sacct": rig.slurm.sacct, "no_sacct": not rig.slurm.sacct, "cgroup": rig.slurm.cgroup}
+    mode = {"sacct": "sacct", "no_sacct": "squeue", "cgroup": "cgroup"}[need]
+    if not have[need]:
+        raise RigUnavailable(
+            f"needs the rig in mode {mode}, it runs mode {rig.mode}",
+            f"restart it with: sudo bash tests/rig/rig.sh up --mode {mode}",
+        )
+    return rig
+
+
+_CHECKS = {
+    "rig": _load,
+    "ssh": _ssh,
+    "host2": _host2,
+    "slurm": _slurm,
+    "sacct": lambda: _mode("sacct"),
+    "no_sacct": lambda: _mode("no_sacct"),
+    "cgroup": lambda: _mode("cgroup"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hooks and fixtures
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MODE_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+def pytest_collection_modifyitems(items: Sequence[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()) and not item.get_closest_marker(marker):
+                item.add_marker(marker)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in ("ssh", "slurm", "sacct", "no_sacct", "cgroup"):
+        if item.get_closest_marker(marker):
+            _check(marker)
+
+
+@pytest.fixture(scope="session")
+def rig() -> Rig:
+    """Facts of the running rig; skips (fails under CI=true) when it is not up."""
+    return _check("rig")
+
+
+@pytest.fixture(scope="session")
+def ssh_host() -> SSHHost:
+    """The rig's sshd on loopback."""
+    return _check("ssh").ssh
+
+
+@pytest.fixture(scope="session")
+def ssh_host2() -> SSHHost:
+    """The rig's second host: an sshd inside the rig's own network namespace."""
+    host2 = _check("host2").host2
+    assert host2 is not None
+    return host2
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> SlurmCluster:
+    """The rig's one-node SLURM cluster."""
+    return _check("slurm").slurm
