@@ -15,25 +15,43 @@ import os
 import select
 import shlex
 import stat
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
-from typing import TypeVar
-
-import paramiko
+from typing import TYPE_CHECKING, TypeVar
 
 from corral.connectors.base import Connector, PathLike, Result
 from corral.connectors.ssh_config import HOST_KEY_POLICIES, resolve
-from corral.connectors.ssh_transport import _link_for
 from corral.core.script import check_env_name
 from corral.errors import ConfigError, ConnectorError
 from corral.plugins.markers import hookimpl
 from corral.plugins.registry import Registry
 
+if TYPE_CHECKING:  # paramiko is imported on first use: registering "ssh" costs nothing
+    import paramiko
+
 T = TypeVar("T")
 
 CHUNK = 65536
+
+
+def _protocol_errors() -> tuple[type[BaseException], ...]:
+    import paramiko
+
+    return (EOFError, paramiko.SSHException)
+
+
+def _link_errors() -> tuple[type[BaseException], ...]:
+    return (OSError, *_protocol_errors())
+
+
+def close_all() -> None:
+    """Close every pooled SSH connection of this process."""
+    transport = sys.modules.get("corral.connectors.ssh_transport")
+    if transport is not None:
+        transport.close_all()
 
 
 def remote_command(
@@ -104,6 +122,8 @@ class SSHConnector(Connector):
         )
         self.host = host
         self.login_shell = login_shell
+        from corral.connectors.ssh_transport import _link_for
+
         self._link = _link_for(self.destination, host_key_policy, timeout)
 
     @property
@@ -137,7 +157,13 @@ class SSHConnector(Connector):
             channel.shutdown_write()
             out, err = self._collect(channel, timeout, argv)
             code = channel.recv_exit_status()
-        except (OSError, EOFError, paramiko.SSHException) as exc:
+            transport = channel.get_transport()
+            if code == -1 and (transport is None or not transport.is_active()):
+                # No exit status and no connection: the command's fate is unknown.
+                raise ConnectorError(
+                    f"connection to {self.destination} lost while running {argv[0]}"
+                )
+        except _link_errors() as exc:
             raise ConnectorError(
                 f"connection to {self.destination} lost while running {argv[0]}: {exc}"
             ) from exc
@@ -156,7 +182,7 @@ class SSHConnector(Connector):
             transport = self._link.transport()
             try:
                 return transport.open_session(timeout=self._link.timeout)
-            except (OSError, EOFError, paramiko.SSHException) as exc:
+            except _link_errors() as exc:
                 self._link.close()
                 if attempt == 2:
                     raise ConnectorError(
@@ -209,7 +235,7 @@ class SSHConnector(Connector):
                     continue
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise ConnectorError(f"{what} {path} on {self.destination}: {reason}") from exc
-            except (EOFError, paramiko.SSHException) as exc:
+            except _protocol_errors() as exc:
                 self._link.close()
                 if attempt == 2:
                     raise ConnectorError(f"{what} {path} on {self.destination}: {exc}") from exc

@@ -10,11 +10,12 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import NamedTuple
-
-import paramiko
+from typing import TYPE_CHECKING, NamedTuple
 
 from corral.errors import ConfigError
+
+if TYPE_CHECKING:
+    import paramiko
 
 DEFAULT_CONFIG = Path("~/.ssh/config")
 DEFAULT_KNOWN_HOSTS = (Path("~/.ssh/known_hosts"), Path("~/.ssh/known_hosts2"))
@@ -91,6 +92,8 @@ def load_config(
     config_file: str | os.PathLike[str] | None,
 ) -> tuple[paramiko.SSHConfig, str | None]:
     """The ssh config to use (explicit file, else ``~/.ssh/config`` if it exists)."""
+    import paramiko
+
     if config_file is not None:
         path = Path(config_file).expanduser()
         if not path.is_file():

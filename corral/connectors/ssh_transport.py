@@ -210,12 +210,11 @@ _POOL_LOCK = threading.Lock()
 
 
 def _link_for(dest: Destination, policy: str, timeout: float) -> _Link:
+    key = (*dest.key, dest.known_hosts, policy)  # same destination, same trust: one link
     with _POOL_LOCK:
-        link = _POOL.get(dest.key)
+        link = _POOL.get(key)
         if link is None:
-            link = _POOL[dest.key] = _Link(dest, policy, timeout)
-        elif policy == "accept-new":
-            link.policy = policy
+            link = _POOL[key] = _Link(dest, policy, timeout)
         return link
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "corral.connectors.local",
+    "corral.connectors.ssh",
     "corral.launchers.local",
 )
 """Modules of the built-in plugins, registered first, by name."""

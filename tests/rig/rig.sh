@@ -5,6 +5,7 @@
 #   bash tests/rig/rig.sh down
 #   bash tests/rig/rig.sh status
 #   bash tests/rig/rig.sh check-cgroup    (exit 0 when mode cgroup can work on this machine)
+#   bash tests/rig/rig.sh restart sshd|slurmctld   (for fault tests; sshd's open sessions drop)
 #
 # Run as root. Everything the rig keeps lives under one directory, CORRAL_RIG_DIR (default
 # <repo>/.rig/). What a test needs is written to <rig dir>/rig.env; `down` removes that file.
@@ -65,7 +66,7 @@ launch() {  # launch NAME EXE CMD... : start CMD detached (own session, fds > 2 
                     exec "$@"' corral-rig "$@" </dev/null >>"$LOG/$name.out" 2>&1 &
     echo $! >"$RUN/$name.pid"
     readlink -f "$exe" >"$RUN/$name.exe"
-    echo "$name" >>"$RUN/components"
+    grep -qx "$name" "$RUN/components" 2>/dev/null || echo "$name" >>"$RUN/components"
 }
 
 alive() {  # alive NAME: the recorded pid runs the recorded binary
@@ -677,6 +678,36 @@ cmd_down() {
     log "down"
 }
 
+kill_tree() {  # kill_tree PID: SIGKILL the descendants of PID (not PID itself)
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        kill_tree "$child"
+        kill -KILL "$child" 2>/dev/null || true
+    done
+}
+
+cmd_restart() {  # restart sshd|slurmctld: stop one daemon and start it again, same config
+    need_root restart
+    [[ -f $ENV_FILE ]] || die "the rig is not up"
+    case ${TARGET:-} in
+        sshd)
+            # Like a reboot of the host, not a polite reload: open sessions drop too.
+            alive sshd && kill_tree "$(<"$RUN/sshd.pid")"
+            stop sshd
+            SSH_PORT=$(sed -n 's/^CORRAL_RIG_SSH_PORT=//p' "$ENV_FILE")
+            launch sshd /usr/sbin/sshd /usr/sbin/sshd -D -e -f "$RIG/ssh/sshd.conf"
+            wait_for 10 sshd port_open 127.0.0.1 "$SSH_PORT"
+            ;;
+        slurmctld)
+            stop slurmctld
+            launch slurmctld /usr/sbin/slurmctld /usr/sbin/slurmctld -D -i -f "$SLURM_CONF"
+            wait_for 30 slurmctld bash -c "scontrol ping | grep -q UP"
+            ;;
+        *) die "restart what? sshd or slurmctld" ;;
+    esac
+    log "restarted ${TARGET}"
+}
+
 cmd_status() {
     local n pid up=0 total=0 mode=""
     [[ -f $RUN/mode ]] && mode=$(<"$RUN/mode")
@@ -709,6 +740,8 @@ main() {
     [[ -n $cmd ]] || usage
     shift
     MODE=""
+    TARGET=""
+    if [[ $cmd == restart && $# -ge 1 ]]; then TARGET=$1; shift; fi
     while (($#)); do
         case $1 in
             --mode) [[ $# -ge 2 ]] || usage; MODE=$(parse_mode "$2"); shift 2 ;;
@@ -726,6 +759,7 @@ main() {
         up) cmd_up ;;
         down) cmd_down ;;
         status) cmd_status ;;
+        restart) cmd_restart ;;
         check-cgroup) need_root check-cgroup; check_cgroup_support; log "cgroup mode can work here" ;;
         *) usage ;;
     esac

@@ -1,0 +1,182 @@
+"""The SSH connector against the rig's real sshd: resolution, host keys, auth, reuse, faults."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from corral import AuthenticationError, ConnectorError, HostKeyError
+from corral.connectors.ssh import SSHConnector, close_all
+from corral.connectors.ssh_transport import fingerprint
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool():
+    close_all()
+    yield
+    close_all()
+
+
+def rig_fingerprint(rig_dir: Path, name: str = "sshd") -> str:
+    pub = (rig_dir / "ssh" / f"{name}_host_ed25519_key.pub").read_text().split()
+    return fingerprint(paramiko.Ed25519Key(data=__import__("base64").b64decode(pub[1])))
+
+
+def accepted_logins(rig_dir: Path) -> int:
+    log = rig_dir / "log" / "sshd.out"
+    return log.read_text(errors="replace").count("Accepted publickey for corraltest")
+
+
+def restart_sshd() -> None:
+    subprocess.run(["bash", str(REPO / "tests/rig/rig.sh"), "restart", "sshd"], check=True,
+                   capture_output=True)
+
+
+def test_alias_resolved_through_the_ssh_config(ssh_host):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    d = c.destination
+    assert (d.hostname, d.port, d.user) == ("127.0.0.1", ssh_host.port, "corraltest")
+    assert d.key_filenames == (str(ssh_host.key),)
+    assert d.known_hosts == (str(ssh_host.known_hosts),)
+    assert c.run(["whoami"], check=True).stdout == "corraltest\n"
+
+
+def test_explicit_options_without_any_config(ssh_host, tmp_path):
+    empty = tmp_path / "empty_config"
+    empty.write_text("")
+    c = SSHConnector(f"corraltest@127.0.0.1:{ssh_host.port}", config_file=empty,
+                     key_filename=ssh_host.key, known_hosts=ssh_host.known_hosts)
+    assert c.run(["whoami"], check=True).stdout == "corraltest\n"
+    # explicit keyword arguments override the config, as OpenSSH's -o does
+    other = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config, user="nobody")
+    assert other.destination.user == "nobody"
+
+
+def test_jump_host_through_the_ssh_config(ssh_host, ssh_host2, tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        ssh_host.ssh_config.read_text()
+        + f"\nHost jumped\n    HostName {ssh_host2.host}\n    Port {ssh_host2.port}\n"
+        f"    ProxyJump {ssh_host.alias}\n    User corraltest\n"
+        f"    IdentityFile {ssh_host.key}\n    UserKnownHostsFile {ssh_host.known_hosts}\n"
+    )
+    c = SSHConnector("jumped", config_file=config)
+    seen = c.run(["sh", "-c", 'echo "$SSH_CONNECTION"'], check=True).stdout.split()
+    client_ip, _, server_ip, _ = seen
+    assert server_ip == ssh_host2.host  # reached the namespace host...
+    assert client_ip != "127.0.0.1" and client_ip.startswith("10.")  # ...from the jump host
+
+
+def test_unknown_host_key_refused_then_accept_new_records_it(ssh_host, rig, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    with pytest.raises(HostKeyError) as e:
+        SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config, known_hosts=known).run(
+            ["true"]
+        )
+    message = str(e.value)
+    assert rig_fingerprint(rig.dir) in message
+    assert str(known) in message
+    assert "accept-new" in message
+    accepting = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config,
+                             known_hosts=known, host_key_policy="accept-new")
+    assert accepting.run(["true"]).ok
+    assert f"[127.0.0.1]:{ssh_host.port} ssh-ed25519 " in known.read_text()
+    close_all()
+    strict = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config, known_hosts=known)
+    assert strict.run(["true"]).ok  # now known
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(ssh_host, rig, tmp_path):
+    keyfile = tmp_path / "impostor"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keyfile)],
+                   check=True)
+    line = Path(f"{keyfile}.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{ssh_host.port} {' '.join(line)}\n")
+    with pytest.raises(HostKeyError, match="CHANGED") as e:
+        SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config, known_hosts=known,
+                     host_key_policy="accept-new").run(["true"])
+    assert rig_fingerprint(rig.dir) in str(e.value)
+    assert "ssh-keygen -R" in str(e.value)
+
+
+def test_wrong_key_is_an_authentication_error(ssh_host, tmp_path):
+    keyfile = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keyfile)],
+                   check=True)
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config, key_filename=keyfile)
+    with pytest.raises(AuthenticationError, match="refused our credentials") as e:
+        c.run(["true"])
+    assert isinstance(e.value.__cause__, paramiko.AuthenticationException)
+
+
+def test_unreachable_host_names_host_and_port(tmp_path):
+    empty = tmp_path / "c"
+    empty.write_text("")
+    c = SSHConnector("corraltest@127.0.0.1:1", config_file=empty)
+    with pytest.raises(ConnectorError, match=r"cannot connect to corraltest@127\.0\.0\.1:1"):
+        c.run(["true"])
+
+
+def test_200_operations_through_two_connectors_make_one_connection(ssh_host, rig):
+    before = accepted_logins(rig.dir)
+    a = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    b = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    base = a.run(["mktemp", "-d"], check=True).stdout.strip()
+    for i in range(50):
+        assert a.run(["echo", str(i)], check=True).stdout == f"{i}\n"
+        b.write_text(f"{base}/f{i}", str(i))
+        assert a.read_text(f"{base}/f{i}") == str(i)
+        assert b.exists(f"{base}/f{i}")
+    a.remove(base, recursive=True)
+    assert a.connections == b.connections == 1
+    time.sleep(0.2)  # sshd logs the login asynchronously
+    assert accepted_logins(rig.dir) - before == 1
+
+
+def test_sshd_restart_in_the_middle_of_a_series(ssh_host):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    base = c.run(["mktemp", "-d"], check=True).stdout.strip()
+    for i in range(40):
+        if i == 20:
+            restart_sshd()  # open sessions drop: the next operation must reconnect
+        c.write_text(f"{base}/f{i}", str(i))
+        assert c.run(["cat", f"{base}/f{i}"], check=True).stdout == str(i)
+    assert c.connections == 2
+    assert sorted(c.listdir(base), key=lambda n: int(n[1:])) == [f"f{i}" for i in range(40)]
+    c.remove(base, recursive=True)
+
+
+def test_command_in_flight_when_the_connection_drops_raises(ssh_host):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    assert c.run(["true"]).ok
+    threading.Timer(0.5, restart_sshd).start()
+    started = time.monotonic()
+    with pytest.raises(ConnectorError, match="lost while running sleep"):
+        c.run(["sleep", "30"])
+    assert time.monotonic() - started < 15
+    assert c.run(["echo", "back"], check=True).stdout == "back\n"
+
+
+def test_login_shell_sees_the_profile(ssh_host):
+    plain = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    plain.write_text(".bash_profile", "export CORRAL_PROFILE_VAR=from-profile\n")
+    try:
+        probe = ["sh", "-c", 'echo "${CORRAL_PROFILE_VAR:-unset}"']
+        assert plain.run(probe, check=True).stdout == "unset\n"
+        login = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config, login_shell=True)
+        assert login.run(probe, check=True).stdout == "from-profile\n"
+    finally:
+        plain.remove(".bash_profile")
+
+
+def test_registered_as_ssh(corral_plugins):
+    assert corral_plugins.connectors.get("ssh") is SSHConnector
