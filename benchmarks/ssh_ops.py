@@ -74,12 +74,18 @@ def main() -> None:
     per_command = per_op(args.connect_ops, fresh)
 
     print("P4 small SSH commands (rig sshd on loopback), median per operation:")
-    print(f"  corral, one shared connection  {ours * 1000:7.2f} ms  ({args.ops} ops; "
-          f"first op incl. connect {first * 1000:.0f} ms; connections: {corral.connections})")
-    print(f"  fabric, one reused Connection  {reused * 1000:7.2f} ms  ({args.fabric_ops} ops)  "
-          f"{reused / ours:5.1f}x corral")
-    print(f"  fabric, Connection per command {per_command * 1000:7.2f} ms  ({args.connect_ops} ops)  "
-          f"{per_command / ours:5.1f}x corral")
+    print(
+        f"  corral, one shared connection  {ours * 1000:7.2f} ms  ({args.ops} ops; "
+        f"first op incl. connect {first * 1000:.0f} ms; connections: {corral.connections})"
+    )
+    print(
+        f"  fabric, one reused Connection  {reused * 1000:7.2f} ms  ({args.fabric_ops} ops)  "
+        f"{reused / ours:5.1f}x corral"
+    )
+    print(
+        f"  fabric, Connection per command {per_command * 1000:7.2f} ms  ({args.connect_ops} ops)  "
+        f"{per_command / ours:5.1f}x corral"
+    )
     print("  target: <= 5 ms/op, one handshake per host per run")
 
 
