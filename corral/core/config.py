@@ -110,14 +110,13 @@ class FieldInfo:
 class ClassInfo:
     """Everything derived once per config class: fields, type id, identity order."""
 
-    __slots__ = ("defaults", "fields", "generated", "header", "identity_fields", "type_id")
+    __slots__ = ("_header", "_type_id", "cls", "defaults", "fields", "generated", "identity_fields")
 
     def __init__(self, cls: type[Config], fields: dict[str, FieldInfo]) -> None:
-        from corral.core.identity import header_for
-
+        self.cls = cls
         self.fields = fields
-        explicit = cls.__dict__.get("__corral_id__")
-        self.type_id: str = explicit if explicit else qualified_name(cls)
+        self._type_id: str | None = cls.__dict__.get("__corral_id__")
+        self._header: bytes | None = None
         self.defaults = [
             f for f in fields.values() if f.has_default and f.kind is not Kind.GENERATED
         ]
@@ -126,7 +125,23 @@ class ClassInfo:
             (f for f in fields.values() if f.kind in (Kind.PARAM, Kind.CONSTANT)),
             key=lambda f: f.name.encode(),
         )
-        self.header = header_for(self.type_id)
+
+    @property
+    def type_id(self) -> str:
+        """``module.QualName`` or the explicit id; computed on first use, so that a class of
+        an interactive session can be declared and built (only its identity needs a module)."""
+        if self._type_id is None:
+            self._type_id = qualified_name(self.cls)
+        return self._type_id
+
+    @property
+    def header(self) -> bytes:
+        """The fixed prefix of the digest input (see :func:`corral.core.identity.header_for`)."""
+        if self._header is None:
+            from corral.core.identity import header_for
+
+            self._header = header_for(self.type_id)
+        return self._header
 
 
 def _split_annotation(hint: Any) -> tuple[Any, Kind | None, pathgenerator | None]:

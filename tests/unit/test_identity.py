@@ -374,3 +374,20 @@ def test_a_task_used_as_param_contributes_its_identity():
     a = Evaluate(learned=ModelLearn(model=Model(hidden=1)))
     b = Evaluate(learned=ModelLearn(model=Model(hidden=2)))
     assert identifier(a) != identifier(b)
+
+
+def test_interactive_class_builds_but_needs_a_module_or_id_for_its_identity():
+    code = (
+        "from corral import Config, Param, identifier\n"
+        "class M(Config):\n    x: Param[int] = 1\n"
+        "class N(Config, id='demo.N'):\n    x: Param[int] = 1\n"
+        "print(M(x=2))\n"
+        "print(len(identifier(N(x=2))))\n"
+        "identifier(M(x=2))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.split("\n")[:2] == ["M(x=2)", "64"]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "corral.errors.ConfigError: a class defined in an interactive session has no stable "
+        "type id: move it to a module, or give it one with `class X(Config, id='my.X')`"
+    )
