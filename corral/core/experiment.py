@@ -118,7 +118,16 @@ class Experiment:
                     )
                 deps.append(dep_job)
             _check_importable(task)
-            job = Job(task, ident, tid, self.workspace.job_dir(tid, ident), chosen, deps)
+            here = chosen.location(self.workspace)
+            for dep_job in deps:
+                if dep_job.launcher.location(self.workspace) != here:
+                    raise ConfigError(
+                        f"{type(task).__qualname__} on {here} depends on {dep_job.name} on "
+                        f"{dep_job.launcher.location(self.workspace)}: a task must run where "
+                        "the outputs it depends on are"
+                    )
+            directory = chosen.job_directory(self.workspace, tid, ident)
+            job = Job(task, ident, tid, directory, chosen, deps)
             for hook in collect_hooks(walk(task)):
                 hook.process(job, chosen)
             self.plugins.prepare_job(job, chosen)

@@ -14,34 +14,21 @@ import abc
 import json
 import socket
 import sys
-import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from filelock import FileLock
-
-from corral.core.job import Failure, FailureReason, Job, JobState
+from corral.core import hostjobs
+from corral.core.hostjobs import Status
+from corral.core.job import Failure, Job
 from corral.core.script import ScriptSpec, render_job_script
 from corral.core.serialize import dump_params
-from corral.core.workspace import (
-    LAUNCH,
-    SUBMIT_LOCK,
-    clear_final,
-    final_state,
-    read_json,
-    state_dir,
-    write_failed,
-)
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
     from corral.core.workspace import Workspace
 
-Status = tuple[JobState, Failure | None]
-"""A job's state as seen by a launcher, with the failure when it failed."""
-
-LOCK_TIMEOUT = 120.0
+__all__ = ["Launcher", "Status"]
 
 
 class Launcher(abc.ABC):
@@ -109,84 +96,64 @@ class Launcher(abc.ABC):
         )
         return render_job_script(spec)
 
+    def job_directory(self, workspace: Workspace, type_id: str, identifier: str) -> Path:
+        """Where a job runs: ``<workspace>/jobs/<type id>/<identifier>`` on its host."""
+        return self.workspace_root(workspace) / "jobs" / type_id / identifier
+
+    def workspace_root(self, workspace: Workspace) -> Path:
+        """The workspace as the jobs see it (a remote launcher's ``workdir``)."""
+        return workspace.root
+
+    def location(self, workspace: Workspace) -> str:
+        """Jobs at the same location see each other's files (a dependency needs that)."""
+        return f"local:{socket.gethostname()}:{workspace.root}"
+
+    def job_files(self, job: Job, workspace: Workspace) -> dict[str, str]:
+        """The files of a job directory: ``params.json`` and ``job.sh``."""
+        params = dump_params(
+            job.task,
+            workspace=self.workspace_root(workspace),
+            job_dir=job.directory,
+            depends_on=[d.relpath for d in job.dependencies],
+        )
+        return {"params.json": json.dumps(params, indent=1), "job.sh": self.script_for(job)}
+
     def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
         """For jobs seen for the first time: done, still running (re-attached), or None."""
+        found = hostjobs.recover([j.directory for j in jobs], self.name, self.alive)
         result: dict[Job, Status | None] = {}
-        running: list[tuple[Job, Any]] = []
-        for job in jobs:
-            final = final_state(job.directory)
-            if final is not None and final[0] is JobState.DONE:
-                result[job] = final
-                continue
-            launch = read_json(state_dir(job.directory) / LAUNCH)
-            if final is None and launch and launch.get("launcher") == self.name:
-                running.append((job, launch.get("handle")))
-            else:
-                result[job] = None
-        if running:
-            for (job, handle), is_alive in zip(
-                running, self.alive([h for _, h in running]), strict=True
-            ):
-                if is_alive:
-                    job.handle = handle
-                    result[job] = (JobState.RUNNING, None)
-                else:  # it may have finished since we looked; a failure is re-run
-                    final = final_state(job.directory)
-                    done = final is not None and final[0] is JobState.DONE
-                    result[job] = final if done else None
+        for job, (status, handle) in zip(jobs, found, strict=True):
+            if handle is not None:
+                job.handle = handle
+            result[job] = status
         return result
 
     def start(
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
         """Start ``jobs`` unless another client did: each under its job lock."""
+        by_dir = {job.directory: job for job in jobs}
+
+        def spawn(dirs: list[Path]) -> list[Any]:
+            return self.launch([by_dir[d] for d in dirs], detached=detached)
+
+        entries = [(job.directory, self.job_files(job, workspace)) for job in jobs]
+        started = hostjobs.start(
+            entries, self.name, alive=self.alive, spawn=spawn, write=self._write
+        )
         result: dict[Job, Status] = {}
-        to_launch: list[Job] = []
-        with ExitStack() as locks:
-            for job in jobs:
-                sd = state_dir(job.directory)
-                sd.mkdir(parents=True, exist_ok=True)
-                locks.enter_context(FileLock(sd / SUBMIT_LOCK, timeout=LOCK_TIMEOUT))
-                status = self.recover([job])[job]
-                if status is not None:
-                    result[job] = status
-                    continue
-                clear_final(job.directory)
-                self._write_files(job, workspace)
-                to_launch.append(job)
-            if to_launch:
-                try:
-                    handles = self.launch(to_launch, detached=detached)
-                except Exception as exc:
-                    failure = Failure(FailureReason.FAILED, f"submission failed: {exc}")
-                    for job in to_launch:
-                        write_failed(job.directory, failure)
-                        result[job] = (JobState.FAILED, failure)
-                    return result
-                host = socket.gethostname()
-                for job, handle in zip(to_launch, handles, strict=True):
-                    job.handle = handle
-                    record = {
-                        "launcher": self.name,
-                        "handle": handle,
-                        "host": host,
-                        "time": time.time(),
-                    }
-                    self.connector.write_text(
-                        state_dir(job.directory) / LAUNCH, json.dumps(record, sort_keys=True)
-                    )
-                    result[job] = (JobState.RUNNING, None)
+        for job, (status, handle) in zip(jobs, started, strict=True):
+            if handle is not None:
+                job.handle = handle
+            result[job] = status
         return result
 
-    def _write_files(self, job: Job, workspace: Workspace) -> None:
-        params = dump_params(
-            job.task,
-            workspace=workspace.root,
-            job_dir=job.directory,
-            depends_on=[d.relpath for d in job.dependencies],
-        )
-        self.connector.write_text(job.directory / "params.json", json.dumps(params, indent=1))
-        self.connector.write_text(job.directory / "job.sh", self.script_for(job), mode=0o755)
+    def mark_failed(self, job: Job, failure: Failure) -> None:
+        """Record that a job failed without running (its dependency failed)."""
+        hostjobs.write_failure(job.directory, failure, self._write)
+
+    def _write(self, path: Path, text: str, mode: int) -> None:
+        self.connector.write_text(path, text, mode=mode)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

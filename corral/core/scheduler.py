@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from corral.core.job import Failure, FailureReason, Job, JobState
-from corral.core.workspace import write_failed
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher, Status
@@ -182,7 +181,7 @@ class Scheduler:
         for job in jobs:
             failed = [d.name for d in job.dependencies if d.state is JobState.FAILED]
             failure = Failure(FailureReason.DEPENDENCY, f"dependency failed: {', '.join(failed)}")
-            write_failed(job.directory, failure)
+            job.launcher.mark_failed(job, failure)
             self._set(job, JobState.FAILED, failure)
 
     def _apply(self, statuses: dict[Job, Status], only_changes: bool = False) -> bool:

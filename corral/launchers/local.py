@@ -20,41 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from corral.connectors.local import LocalConnector
 from corral.core import procs
-from corral.core.job import Failure, FailureReason, Job, JobState
+from corral.core.hostjobs import ended
+from corral.core.hostjobs import poll as poll_dir
+from corral.core.job import Job, JobState
 from corral.core.launcher import Launcher, Status
-from corral.core.workspace import final_state
 from corral.errors import ConfigError
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
     from corral.plugins.registry import Registry
-
-
-def _stderr_tail(job: Job) -> str:
-    try:
-        with open(job.stderr, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = f.read().decode(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
-
-
-def exit_status(job: Job, returncode: int | None) -> Status:
-    """The final status of a job whose process ended, from its marker or its exit status."""
-    final = final_state(job.directory)
-    if final is not None:
-        return final
-    if returncode is None:
-        failure = Failure(FailureReason.LOST, "the job process ended without a result")
-    elif returncode < 0:
-        name = signal.Signals(-returncode).name
-        failure = Failure(FailureReason.KILLED, f"killed by {name}", signal=name)
-    else:
-        failure = Failure(FailureReason.FAILED, _stderr_tail(job), exit_code=returncode)
-    return JobState.FAILED, failure
 
 
 class LocalLauncher(Launcher):
@@ -165,11 +140,9 @@ class LocalLauncher(Launcher):
                 proc = self._procs.get(pid) if pid is not None else None
             if proc is not None:
                 code = proc.poll()
-                status = (JobState.RUNNING, None) if code is None else exit_status(job, code)
-            elif procs.handle_alive(job.handle):
-                status = (JobState.RUNNING, None)
+                status = (JobState.RUNNING, None) if code is None else ended(job.directory, code)
             else:
-                status = exit_status(job, None)
+                status = poll_dir(job.directory, procs.handle_alive(job.handle))
             if status[0].final:
                 with self._lock:
                     self._used.pop(job, None)

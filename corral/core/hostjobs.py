@@ -1,0 +1,153 @@
+"""Job directories on the machine this code runs on: recover, claim and start, poll.
+
+The local launcher calls these in the client; remote launchers call them on the remote host
+through :mod:`corral.agent`, one command for a whole batch. Either way a job is started under
+its job lock (``.corral/lock``) only if it is neither done nor still running, so two clients
+never start it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from corral.core.job import Failure, FailureReason, JobState
+from corral.core.workspace import (
+    LAUNCH,
+    SUBMIT_LOCK,
+    clear_final,
+    final_state,
+    read_json,
+    state_dir,
+)
+
+Status = tuple[JobState, Failure | None]
+"""A job's state, with the failure when it failed."""
+
+Writer = Callable[[Path, str, int], None]
+"""Writes a text file atomically: ``write(path, text, mode)``."""
+
+LOCK_TIMEOUT = 120.0
+
+
+def recover(
+    dirs: Sequence[Path], launcher: str, alive: Callable[[list[Any]], list[bool]]
+) -> list[tuple[Status | None, Any]]:
+    """For each job directory: ``((DONE, None), None)``, ``((RUNNING, None), handle)`` when
+    its recorded process still runs, or ``(None, None)`` when it must (re)start."""
+    result: list[tuple[Status | None, Any]] = [(None, None)] * len(dirs)
+    running: list[tuple[int, Any]] = []
+    for i, job_dir in enumerate(dirs):
+        final = final_state(job_dir)
+        if final is not None and final[0] is JobState.DONE:
+            result[i] = (final, None)
+            continue
+        launch = read_json(state_dir(job_dir) / LAUNCH)
+        if final is None and launch and launch.get("launcher") == launcher:
+            running.append((i, launch.get("handle")))
+    if running:
+        for (i, handle), is_alive in zip(running, alive([h for _, h in running]), strict=True):
+            if is_alive:
+                result[i] = ((JobState.RUNNING, None), handle)
+            else:  # it may have finished since we looked; a failure is re-run
+                final = final_state(dirs[i])
+                if final is not None and final[0] is JobState.DONE:
+                    result[i] = (final, None)
+    return result
+
+
+def start(
+    entries: Sequence[tuple[Path, dict[str, str]]],
+    launcher: str,
+    *,
+    alive: Callable[[list[Any]], list[bool]],
+    spawn: Callable[[list[Path]], list[Any]],
+    write: Writer,
+) -> list[tuple[Status, Any]]:
+    """Write each job's files and start it, unless it is done or running already.
+
+    ``entries`` are ``(job directory, {file name: content})``; ``job.sh`` is made executable.
+    Returns, per entry, its status and handle (new, or of the run found still going).
+    """
+    from filelock import FileLock
+
+    result: list[tuple[Status, Any] | None] = [None] * len(entries)
+    fresh: list[int] = []
+    with ExitStack() as locks:
+        for i, (job_dir, files) in enumerate(entries):
+            sd = state_dir(job_dir)
+            sd.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(FileLock(sd / SUBMIT_LOCK, timeout=LOCK_TIMEOUT))
+            ((status, handle),) = recover([job_dir], launcher, alive)
+            if status is not None:
+                result[i] = (status, handle)
+                continue
+            clear_final(job_dir)
+            for name, text in files.items():
+                write(job_dir / name, text, 0o755 if name.endswith(".sh") else 0o644)
+            fresh.append(i)
+        if fresh:
+            try:
+                handles = spawn([entries[i][0] for i in fresh])
+            except Exception as exc:
+                failure = Failure(FailureReason.FAILED, f"submission failed: {exc}")
+                for i in fresh:
+                    write_failure(entries[i][0], failure, write)
+                    result[i] = ((JobState.FAILED, failure), None)
+                return [r for r in result if r is not None]
+            host = socket.gethostname()
+            for i, handle in zip(fresh, handles, strict=True):
+                record = {"launcher": launcher, "handle": handle, "host": host, "time": time.time()}
+                write(state_dir(entries[i][0]) / LAUNCH, json.dumps(record, sort_keys=True), 0o644)
+                result[i] = ((JobState.RUNNING, None), handle)
+    return [r for r in result if r is not None]
+
+
+def write_failure(job_dir: Path, failure: Failure, write: Writer) -> None:
+    """Write the ``failed`` marker of a job."""
+    state_dir(job_dir).mkdir(parents=True, exist_ok=True)
+    write(state_dir(job_dir) / "failed", json.dumps(failure.to_json(), sort_keys=True), 0o644)
+
+
+def stderr_tail(job_dir: Path) -> str:
+    """The last line of a job's stderr."""
+    try:
+        with open(job_dir / "stderr", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def ended(job_dir: Path, returncode: int | None) -> Status:
+    """The final status of a job whose process ended: its marker, else its exit status."""
+    final = final_state(job_dir)
+    if final is not None:
+        return final
+    if returncode is None:
+        failure = Failure(FailureReason.LOST, "the job process ended without a result")
+    elif returncode < 0:
+        name = signal.Signals(-returncode).name
+        failure = Failure(FailureReason.KILLED, f"killed by {name}", signal=name)
+    else:
+        failure = Failure(FailureReason.FAILED, stderr_tail(job_dir), exit_code=returncode)
+    return JobState.FAILED, failure
+
+
+def poll(job_dir: Path, alive: bool) -> Status:
+    """The status of a started job that is not our child (liveness known)."""
+    final = final_state(job_dir)
+    if final is not None:
+        return final
+    if alive:
+        return JobState.RUNNING, None
+    return ended(job_dir, None)
