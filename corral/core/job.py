@@ -36,6 +36,7 @@ class FailureReason(enum.Enum):
     KILLED = "killed"  # ended by a signal
     DEPENDENCY = "dependency"  # a job it depends on failed; it was not run
     LOST = "lost"  # the process vanished without leaving a final state
+    IMPORT = "import"  # the job could not import its task's module or class
     TIMEOUT = "timeout"  # over its time limit (batch schedulers)
     OUT_OF_MEMORY = "out_of_memory"
     CANCELLED = "cancelled"
@@ -133,6 +134,7 @@ class Job:
         self.state = JobState.WAITING
         self.failure: Failure | None = None
         self.handle: Any = None
+        self.record: Path | None = None  # the local pointer of a job that runs elsewhere
 
     @property
     def name(self) -> str:

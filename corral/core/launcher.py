@@ -1,11 +1,16 @@
-"""The ``Launcher`` contract the scheduler drives.
+"""The launcher contract the scheduler drives, and the base of launchers running jobs here.
 
-The base class owns the flow of starting jobs: take the job lock, check the job directory
-(done? already running under another client?), write ``params.json`` and ``job.sh`` through
-the connector, hand the batch to :meth:`Launcher.launch`, record each handle in
-``.corral/launch.json``. A concrete launcher supplies :meth:`launch`, a batched
-:meth:`poll`, :meth:`alive` and :meth:`cancel`, and may add ``#SBATCH``-style lines with
-:meth:`render_header`.
+:class:`Launcher` is what the scheduler needs: ``recover`` (what of these jobs is done or
+still running?), ``start`` (a batch), ``poll`` (one query for all active jobs) and
+``cancel``, each taking every job of a cycle at once. It renders ``job.sh`` and
+``params.json`` for its jobs.
+
+:class:`HostLauncher` owns the whole start flow for job directories on the client's
+filesystem: under each job's lock it checks the directory (done? still running under another
+client?), writes the files through the connector, calls :meth:`HostLauncher.launch` and
+records each handle. A launcher of that kind supplies ``launch``, ``alive``, ``poll`` and
+``cancel``. Launchers whose job directories are on another host (SSH) run the same flow
+there through :mod:`corral.agent`.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from corral.core.hostjobs import Status
 from corral.core.job import Failure, Job
 from corral.core.script import ScriptSpec, render_job_script
 from corral.core.serialize import dump_params
+from corral.core.workspace import FAILED, state_dir
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
     from corral.core.workspace import Workspace
 
-__all__ = ["Launcher", "Status"]
+__all__ = ["HostLauncher", "Launcher", "Status"]
 
 
 class Launcher(abc.ABC):
@@ -38,31 +44,35 @@ class Launcher(abc.ABC):
     poll_interval: ClassVar[float] = 1.0
     """Longest pause between two polls of this launcher's jobs, in seconds."""
 
-    def __init__(self, connector: Connector, *, python: str | None = None) -> None:
+    def __init__(
+        self, connector: Connector, *, python: str | None = None, setup: Sequence[str] = ()
+    ) -> None:
         self.connector = connector
         self.python = python or sys.executable
+        self.setup = list(setup)
         self.wake: Callable[[], None] | None = None
 
-    # --- what a concrete launcher supplies ---------------------------------------------------
+    # --- what the scheduler calls, each with every job of a cycle --------------------------
 
     @abc.abstractmethod
-    def launch(self, jobs: Sequence[Job], *, detached: bool = False) -> list[Any]:
-        """Start the scripts of ``jobs`` (files are written); return one JSON-able handle each.
+    def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
+        """For jobs seen for the first time: done, still running (re-attached), or None."""
 
-        ``detached`` means the client is leaving: the jobs must go on without it.
-        """
+    @abc.abstractmethod
+    def start(
+        self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
+    ) -> dict[Job, Status]:
+        """Start ``jobs`` unless another client did. ``detached``: the client is leaving."""
 
     @abc.abstractmethod
     def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
         """The current status of every job in ``jobs`` (one batched query)."""
 
     @abc.abstractmethod
-    def alive(self, handles: Sequence[Any]) -> list[bool]:
-        """Whether each recorded handle (from an earlier run) still runs."""
-
-    @abc.abstractmethod
     def cancel(self, jobs: Sequence[Job]) -> None:
         """Stop the given jobs."""
+
+    # --- optional ------------------------------------------------------------------------
 
     def render_header(self, job: Job) -> list[str]:
         """Lines placed right after the shebang of ``job.sh`` (e.g. ``#SBATCH`` options)."""
@@ -82,19 +92,7 @@ class Launcher(abc.ABC):
     def attach(self, job: Job) -> None:  # noqa: B027  (optional: nothing to note by default)
         """Take note of a job found running (started by an earlier or another client)."""
 
-    # --- the flow the base owns --------------------------------------------------------------
-
-    def script_for(self, job: Job) -> str:
-        """The exact ``job.sh`` of ``job``."""
-        spec = ScriptSpec(
-            job_dir=str(job.directory),
-            python=self.python,
-            identifier=job.identifier,
-            type_id=job.type_id,
-            environ={**job.environ, **self.job_environ(job)},
-            header=self.render_header(job),
-        )
-        return render_job_script(spec)
+    # --- shared by every launcher ----------------------------------------------------------
 
     def job_directory(self, workspace: Workspace, type_id: str, identifier: str) -> Path:
         """Where a job runs: ``<workspace>/jobs/<type id>/<identifier>`` on its host."""
@@ -108,6 +106,19 @@ class Launcher(abc.ABC):
         """Jobs at the same location see each other's files (a dependency needs that)."""
         return f"local:{socket.gethostname()}:{workspace.root}"
 
+    def script_for(self, job: Job) -> str:
+        """The exact ``job.sh`` of ``job``."""
+        spec = ScriptSpec(
+            job_dir=str(job.directory),
+            python=self.python,
+            identifier=job.identifier,
+            type_id=job.type_id,
+            environ={**job.environ, **self.job_environ(job)},
+            header=self.render_header(job),
+            setup=self.setup,
+        )
+        return render_job_script(spec)
+
     def job_files(self, job: Job, workspace: Workspace) -> dict[str, str]:
         """The files of a job directory: ``params.json`` and ``job.sh``."""
         params = dump_params(
@@ -118,9 +129,34 @@ class Launcher(abc.ABC):
         )
         return {"params.json": json.dumps(params, indent=1), "job.sh": self.script_for(job)}
 
+    def mark_failed(self, job: Job, failure: Failure) -> None:
+        """Record, through the connector, that a job failed without running."""
+        self.connector.mkdir(state_dir(job.directory))
+        self.connector.write_text(
+            state_dir(job.directory) / FAILED, json.dumps(failure.to_json(), sort_keys=True)
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class HostLauncher(Launcher):
+    """A launcher whose job directories are on this machine (the local launcher and kin)."""
+
+    @abc.abstractmethod
+    def launch(self, jobs: Sequence[Job], *, detached: bool = False) -> list[Any]:
+        """Start the scripts of ``jobs`` (files are written); return one JSON-able handle each.
+
+        ``detached`` means the client is leaving: the jobs must go on without it.
+        """
+
+    @abc.abstractmethod
+    def alive(self, handles: Sequence[Any]) -> list[bool]:
+        """Whether each recorded handle (from an earlier run) still runs."""
+
     def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
-        """For jobs seen for the first time: done, still running (re-attached), or None."""
-        found = hostjobs.recover([j.directory for j in jobs], self.name, self.alive)
+        """Read each job directory: done, or still running under its recorded handle."""
+        found = hostjobs.recover([j.directory for j in jobs], self.name, self._alive)
         result: dict[Job, Status | None] = {}
         for job, (status, handle) in zip(jobs, found, strict=True):
             if handle is not None:
@@ -131,7 +167,7 @@ class Launcher(abc.ABC):
     def start(
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
-        """Start ``jobs`` unless another client did: each under its job lock."""
+        """Write and launch each job under its job lock, unless done or running already."""
         by_dir = {job.directory: job for job in jobs}
 
         def spawn(dirs: list[Path]) -> list[Any]:
@@ -139,7 +175,7 @@ class Launcher(abc.ABC):
 
         entries = [(job.directory, self.job_files(job, workspace)) for job in jobs]
         started = hostjobs.start(
-            entries, self.name, alive=self.alive, spawn=spawn, write=self._write
+            entries, self.name, alive=self._alive, spawn=spawn, write=self._write
         )
         result: dict[Job, Status] = {}
         for job, (status, handle) in zip(jobs, started, strict=True):
@@ -148,12 +184,8 @@ class Launcher(abc.ABC):
             result[job] = status
         return result
 
-    def mark_failed(self, job: Job, failure: Failure) -> None:
-        """Record that a job failed without running (its dependency failed)."""
-        hostjobs.write_failure(job.directory, failure, self._write)
+    def _alive(self, handles: list[Any]) -> list[bool]:
+        return self.alive(handles)
 
     def _write(self, path: Path, text: str, mode: int) -> None:
         self.connector.write_text(path, text, mode=mode)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}>"

@@ -44,6 +44,10 @@ class _DependencyFailed(Exception):
     pass
 
 
+class _ImportFailed(Exception):
+    pass
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise _Killed(signum)
 
@@ -101,7 +105,11 @@ def execute(data: dict[str, Any], job_dir: Path) -> None:
     wait_for_dependencies(workspace, data.get("depends_on", []))
     _lease_slots()
     cache.set_job_workspace(workspace)
-    loaded = load_params(data)
+    try:
+        loaded = load_params(data)
+    except (ImportError, AttributeError, OSError) as exc:  # missing class, unreadable script
+        traceback.print_exc()
+        raise _ImportFailed(_last_line(exc)) from exc
     task = loaded.root
     from corral.core.config import class_info
 
@@ -139,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 128 + exc.signum
     except _DependencyFailed as exc:
         failure = Failure(FailureReason.DEPENDENCY, str(exc))
+    except _ImportFailed as exc:
+        failure = Failure(FailureReason.IMPORT, str(exc), exit_code=1)
     except SystemExit as exc:
         if exc.code in (None, 0):
             write_done(job_dir, {"start": started, "end": time.time()})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -68,3 +69,64 @@ def parse(spec: str) -> tuple[Path, int, int]:
     """``"<dir>:<total>:<need>"`` (as put in a job's environment) → its parts."""
     directory, total, need = spec.rsplit(":", 2)
     return Path(directory), int(total), int(need)
+
+
+class SlotBudget:
+    """Client-side count of a launcher's slots, so it starts no more jobs than fit.
+
+    Correctness does not depend on it (jobs lease their slots on the host): it only keeps a
+    client from starting jobs that would wait for a lease.
+    """
+
+    def __init__(self, owner: str, cpus: int, gpus: int) -> None:
+        from corral.errors import ConfigError
+
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+            raise ConfigError(f"{owner}: cpus must be a positive int, got {cpus!r}")
+        if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+            raise ConfigError(f"{owner}: gpus must be an int >= 0, got {gpus!r}")
+        self.owner = owner
+        self.cpus = cpus
+        self.gpus = gpus
+        self._used: dict[object, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, what: str, cpus: int, gpus: int) -> None:
+        """Refuse a request that can never fit."""
+        if cpus > self.cpus or gpus > self.gpus:
+            from corral.errors import ConfigError
+
+            raise ConfigError(
+                f"{what} asks cpus={cpus}, gpus={gpus}; "
+                f"the {self.owner} has cpus={self.cpus}, gpus={self.gpus}"
+            )
+
+    def fits(self, needs: list[tuple[int, int]]) -> int:
+        """How many of ``needs`` ((cpus, gpus) each, in order) fit in the free slots."""
+        with self._lock:
+            cpus = self.cpus - sum(c for c, _ in self._used.values())
+            gpus = self.gpus - sum(g for _, g in self._used.values())
+        n = 0
+        for c, g in needs:
+            cpus, gpus = cpus - c, gpus - g
+            if cpus < 0 or gpus < 0:
+                break
+            n += 1
+        return n
+
+    def take(self, key: object, cpus: int, gpus: int) -> None:
+        """Count ``key`` as using slots."""
+        with self._lock:
+            self._used[key] = (cpus, gpus)
+
+    def release(self, key: object) -> None:
+        """``key`` no longer uses slots."""
+        with self._lock:
+            self._used.pop(key, None)
+
+    def environ(self, root: str, need_cpus: int, need_gpus: int) -> dict[str, str]:
+        """The lease variables of a job (see :func:`acquire`): ``root`` holds the lock files."""
+        env = {"CORRAL_CPU_SLOTS": f"{root}/cpu:{self.cpus}:{need_cpus}"}
+        if need_gpus:
+            env["CORRAL_GPU_SLOTS"] = f"{root}/gpu:{self.gpus}:{need_gpus}"
+        return env

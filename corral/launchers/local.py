@@ -15,7 +15,6 @@ import socket
 import subprocess
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.connectors.local import LocalConnector
@@ -23,8 +22,8 @@ from corral.core import procs
 from corral.core.hostjobs import ended
 from corral.core.hostjobs import poll as poll_dir
 from corral.core.job import Job, JobState
-from corral.core.launcher import Launcher, Status
-from corral.errors import ConfigError
+from corral.core.launcher import HostLauncher, Launcher, Status
+from corral.core.slots import SlotBudget
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from corral.plugins.registry import Registry
 
 
-class LocalLauncher(Launcher):
+class LocalLauncher(HostLauncher):
     """Runs jobs on this machine with ``cpus`` CPU slots and ``gpus`` GPU slots.
 
     :param cpus: CPU slots (default: the number of cores); a job takes ``resources.cpus``.
@@ -53,47 +52,25 @@ class LocalLauncher(Launcher):
         connector: Connector | None = None,
     ) -> None:
         super().__init__(connector or LocalConnector(), python=python)
-        self.cpus = cpus if cpus is not None else (os.cpu_count() or 1)
-        if not isinstance(self.cpus, int) or self.cpus < 1:
-            raise ConfigError(f"LocalLauncher: cpus must be a positive int, got {cpus!r}")
-        if not isinstance(gpus, int) or gpus < 0:
-            raise ConfigError(f"LocalLauncher: gpus must be an int >= 0, got {gpus!r}")
-        self.gpus = gpus
+        self.slots = SlotBudget(
+            "local launcher", cpus if cpus is not None else (os.cpu_count() or 1), gpus
+        )
+        self.cpus, self.gpus = self.slots.cpus, self.slots.gpus
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
-        self._used: dict[Job, tuple[int, int]] = {}
         self._lock = threading.Lock()
-        self._slots_root: Path | None = None
 
     def check(self, job: Job) -> None:
         """Refuse jobs asking more slots than exist."""
-        r = job.resources
-        if r.cpus > self.cpus or r.gpus > self.gpus:
-            raise ConfigError(
-                f"{job.name} asks cpus={r.cpus}, gpus={r.gpus}; "
-                f"the local launcher has cpus={self.cpus}, gpus={self.gpus}"
-            )
+        self.slots.check(job.name, job.resources.cpus, job.resources.gpus)
 
     def capacity(self, jobs: Sequence[Job]) -> int | None:
         """How many of the ready ``jobs`` fit in the free slots, in order."""
-        with self._lock:
-            cpus = self.cpus - sum(c for c, _ in self._used.values())
-            gpus = self.gpus - sum(g for _, g in self._used.values())
-        n = 0
-        for job in jobs:
-            cpus -= job.resources.cpus
-            gpus -= job.resources.gpus
-            if cpus < 0 or gpus < 0:
-                break
-            n += 1
-        return n
+        return self.slots.fits([(j.resources.cpus, j.resources.gpus) for j in jobs])
 
     def job_environ(self, job: Job) -> dict[str, str]:
         """The slot leases the job takes (see :mod:`corral.core.slots`)."""
         root = job.directory.parents[2] / ".corral" / "slots" / socket.gethostname()
-        env = {"CORRAL_CPU_SLOTS": f"{root / 'cpu'}:{self.cpus}:{job.resources.cpus}"}
-        if job.resources.gpus:
-            env["CORRAL_GPU_SLOTS"] = f"{root / 'gpu'}:{self.gpus}:{job.resources.gpus}"
-        return env
+        return self.slots.environ(str(root), job.resources.cpus, job.resources.gpus)
 
     def command(self, job: Job) -> list[str]:
         """The argv that runs a job's script; it must ``exec`` (the pid is the job's)."""
@@ -116,8 +93,8 @@ class LocalLauncher(Launcher):
             handles.append(handle)
             with self._lock:
                 self._procs[proc.pid] = proc
-                if not detached:
-                    self._used[job] = (job.resources.cpus, job.resources.gpus)
+            if not detached:
+                self.slots.take(job, job.resources.cpus, job.resources.gpus)
             threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
         return handles
 
@@ -128,8 +105,7 @@ class LocalLauncher(Launcher):
 
     def attach(self, job: Job) -> None:
         """Count a job found running against the slots."""
-        with self._lock:
-            self._used[job] = (job.resources.cpus, job.resources.gpus)
+        self.slots.take(job, job.resources.cpus, job.resources.gpus)
 
     def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
         """Our children by their exit status, others (re-attached) through /proc."""
@@ -144,8 +120,8 @@ class LocalLauncher(Launcher):
             else:
                 status = poll_dir(job.directory, procs.handle_alive(job.handle))
             if status[0].final:
+                self.slots.release(job)
                 with self._lock:
-                    self._used.pop(job, None)
                     if pid is not None:
                         self._procs.pop(pid, None)
             result[job] = status

@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "corral.connectors.local",
     "corral.connectors.ssh",
     "corral.launchers.local",
+    "corral.launchers.ssh",
 )
 """Modules of the built-in plugins, registered first, by name."""
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from corral import Config, Meta, Param, Task, pathgenerator
+from corral import Config, Meta, Param, SubmitHook, Task, pathgenerator
 
 
 def append_log(log: Path, **record: Any) -> None:
@@ -107,3 +107,15 @@ class WithSub(Task):
 
     def execute(self) -> None:
         Path("maintaskdir.txt").write_text(str(self.sub.__maintaskdir__))
+
+
+class one_gpu(SubmitHook):
+    """Submit hook: the job needs one GPU."""
+
+    def process(self, job, launcher):
+        job.resources.gpus = 1
+
+
+@one_gpu()
+class GpuRecord(Record):
+    """A Record that needs a GPU."""

@@ -13,7 +13,7 @@ from corral.core.workspace import final_state
 from corral.launchers.local import LocalLauncher
 from corral.plugins.manager import Plugins
 from corral.plugins.markers import hookimpl
-from tests.execution.tasks import After, Echo, Fail, Record, read_log
+from tests.execution.tasks import After, Echo, Fail, GpuRecord, Record, read_log
 
 NASTY = "a b 'c' \"d\" $(touch {pwned}) `touch {pwned}` ; touch {pwned} \\ \n next line\t$HOME"
 
@@ -51,16 +51,6 @@ def test_slots_are_never_exceeded(workspace, log):
     records = read_log(log)
     assert len(records) == 6
     assert max_concurrency(records) == 2
-
-
-class one_gpu(SubmitHook):
-    def process(self, job, launcher):
-        job.resources.gpus = 1
-
-
-@one_gpu()
-class GpuRecord(Record):
-    pass
 
 
 def test_gpu_slots_set_distinct_cuda_devices(workspace, log):

@@ -22,17 +22,11 @@ from corral import (
     submit_hook_decorator,
 )
 from corral.core.identity import type_id
+from tests.execution.seed_execution import Evaluate, SampledFold, WritingModelLearn
 from tests.execution.tasks import WithSub, append_log, read_log
-from tests.seed_tasks import Dataset, Documents, Model, ModelLearn, RandomFold, Topics
+from tests.seed_tasks import Dataset, Documents, Model, ModelLearn, Topics
 
 # --- "Defining a task" -----------------------------------------------------------------------
-
-
-class WritingModelLearn(ModelLearn):
-    """The seed's ModelLearn, with an execute() that writes its parameters."""
-
-    def execute(self):
-        self.parameters.write_bytes(b"weights of " + str(self.model.hidden).encode())
 
 
 def test_model_learn_runs_and_writes_its_parameters(workspace):
@@ -50,31 +44,6 @@ def test_model_learn_runs_and_writes_its_parameters(workspace):
 
 
 # --- "Task outputs and dependencies" ---------------------------------------------------------
-
-
-class SampledFold(RandomFold):
-    """The seed's RandomFold (whose task_outputs is inherited), with an execute()."""
-
-    log: Param[str]
-
-    def execute(self):
-        time.sleep(0.3)
-        self.topics.write_text("q1\tsampled\n")
-        append_log(Path(self.log), name="fold", end=time.time())
-
-
-class Evaluate(Task):
-    dataset: Param[Dataset]
-    log: Param[str]
-
-    def execute(self):
-        append_log(
-            Path(self.log),
-            name="evaluate",
-            start=time.time(),
-            topics=self.dataset.topics.path.read_text(),
-            documents=str(self.dataset.documents.path),
-        )
 
 
 def test_random_fold_outputs_feed_a_task_that_starts_after_it(workspace, log):

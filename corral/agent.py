@@ -1,0 +1,123 @@
+"""The host-side agent of remote launchers: ``python -m corral.agent COMMAND``.
+
+A remote launcher sends one command per batch over its SSH connection, with a JSON request
+on stdin, and reads a JSON answer on stdout. The agent applies :mod:`corral.core.hostjobs`
+to job directories on its own host, exactly as the local launcher does on the client's:
+
+- ``version``: corral and Python versions, and ``$HOME``;
+- ``recover``: for each directory, done / still running (pid + start time) / to start;
+- ``start``: write each job's files and start it detached (new session) unless it is done
+  or running already, under its job lock;
+- ``poll``: the status of started jobs (markers and liveness together);
+- ``cancel``: SIGTERM to each job's process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from corral.core import hostjobs, procs
+from corral.core.hostjobs import Status
+
+
+def _status_json(status: Status | None) -> Any:
+    if status is None:
+        return None
+    state, failure = status
+    return [state.value, failure.to_json() if failure is not None else None]
+
+
+def _alive(handles: list[Any]) -> list[bool]:
+    return [procs.handle_alive(h) for h in handles]
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    from corral.connectors.local import atomic_write_text
+
+    atomic_write_text(path, text, mode)
+
+
+def _spawn(dirs: list[Path]) -> list[Any]:
+    handles = []
+    for job_dir in dirs:
+        proc = subprocess.Popen(
+            ["bash", str(job_dir / "job.sh")],
+            cwd=job_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # survives the SSH connection and this agent
+            close_fds=True,
+        )
+        handles.append(procs.handle_for(proc.pid))
+    return handles
+
+
+def version(_: dict[str, Any]) -> Any:
+    """Versions, to check the remote side before the first submission."""
+    from corral import __version__
+
+    return {
+        "corral": __version__,
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "home": os.path.expanduser("~"),
+    }
+
+
+def recover(request: dict[str, Any]) -> Any:
+    """``{"launcher", "dirs"}`` → per directory ``{"status", "handle"}``."""
+    dirs = [Path(d) for d in request["dirs"]]
+    found = hostjobs.recover(dirs, request["launcher"], _alive)
+    return [{"status": _status_json(s), "handle": h} for s, h in found]
+
+
+def start(request: dict[str, Any]) -> Any:
+    """``{"launcher", "jobs": [{"dir", "files"}]}`` → per job ``{"status", "handle"}``."""
+    entries = [(Path(j["dir"]), j["files"]) for j in request["jobs"]]
+    started = hostjobs.start(entries, request["launcher"], alive=_alive, spawn=_spawn, write=_write)
+    return [{"status": _status_json(s), "handle": h} for s, h in started]
+
+
+def poll(request: dict[str, Any]) -> Any:
+    """``{"jobs": [{"dir", "handle"}]}`` → per job ``{"status"}``."""
+    return [
+        {"status": _status_json(hostjobs.poll(Path(j["dir"]), procs.handle_alive(j["handle"])))}
+        for j in request["jobs"]
+    ]
+
+
+def cancel(request: dict[str, Any]) -> Any:
+    """``{"handles"}``: SIGTERM each live job's process group."""
+    for handle in request["handles"]:
+        if procs.handle_alive(handle):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(handle["pid"], signal.SIGTERM)
+    return {}
+
+
+COMMANDS = {"version": version, "recover": recover, "start": start, "poll": poll, "cancel": cancel}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read the request, run the command, print the answer."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in COMMANDS:
+        print(f"usage: python -m corral.agent {'|'.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    raw = sys.stdin.read()
+    request = json.loads(raw) if raw.strip() else {}
+    json.dump(COMMANDS[args[0]](request), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

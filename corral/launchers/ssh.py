@@ -1,0 +1,260 @@
+"""``SSHLauncher``: jobs on another machine over SSH, detached, one slot lease per CPU/GPU.
+
+Job directories live on the remote host under ``workdir`` (the local workspace's layout).
+Every scheduler cycle costs one SSH round trip per host for each of: starting the ready jobs
+(their files travel in the same command), and polling every active job — the host-side work
+is done by :mod:`corral.agent` there. Jobs are started in a new session, so they survive the
+SSH connection and the client; a later run re-attaches (pid + start time). The local
+workspace keeps a pointer per job (``.corral/remote.json`` plus copies of ``params.json`` and
+``job.sh``) so that listing jobs needs no round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from corral.connectors.ssh import SSHConnector
+from corral.core.hostjobs import Status
+from corral.core.job import Failure, Job, JobState
+from corral.core.launcher import Launcher
+from corral.core.slots import SlotBudget
+from corral.core.workspace import state_dir, write_json_atomic
+from corral.errors import ConfigError, ConnectorError, SubmissionError
+from corral.plugins.markers import hookimpl
+
+if TYPE_CHECKING:
+    from corral.core.workspace import Workspace
+    from corral.plugins.registry import Registry
+
+REMOTE_RECORD = "remote.json"
+
+
+def _status(data: Any) -> Status | None:
+    if data is None:
+        return None
+    state, failure = data
+    return JobState(state), (Failure.from_json(failure) if failure is not None else None)
+
+
+class SSHLauncher(Launcher):
+    """Runs jobs on an SSH host with ``cpus`` CPU slots and ``gpus`` GPU slots.
+
+    :param connector: an :class:`SSHConnector` (or give ``host``, an ssh alias or
+        ``user@host:port``).
+    :param workdir: the remote workspace (absolute, or ``~/...``).
+    :param cpus: CPU slots on the host; a job takes ``resources.cpus``.
+    :param gpus: GPU slots; a job with ``resources.gpus = k`` gets ``k`` of them as its
+        ``CUDA_VISIBLE_DEVICES``, leased on the host (never shared with another client).
+    :param python: the remote interpreter, which must have corral installed.
+    :param setup: shell lines run before the job (``source venv/bin/activate``, ...).
+    """
+
+    name = "ssh"
+    poll_interval = 2.0
+
+    def __init__(
+        self,
+        connector: SSHConnector | None = None,
+        *,
+        host: str | None = None,
+        workdir: str,
+        cpus: int = 1,
+        gpus: int = 0,
+        python: str = "python3",
+        setup: Sequence[str] = (),
+    ) -> None:
+        if connector is None:
+            if host is None:
+                raise ConfigError("SSHLauncher needs connector=SSHConnector(...) or host=...")
+            connector = SSHConnector(host)
+        elif host is not None:
+            raise ConfigError("SSHLauncher: give connector= or host=, not both")
+        if not isinstance(connector, SSHConnector):
+            raise ConfigError(
+                f"SSHLauncher: connector must be an SSHConnector, got {type(connector).__name__}"
+            )
+        if not isinstance(workdir, str) or not (workdir.startswith(("/", "~/")) or workdir == "~"):
+            raise ConfigError(
+                f"SSHLauncher: workdir must be an absolute remote path or start with '~/', "
+                f"got {workdir!r}"
+            )
+        super().__init__(connector, python=python, setup=setup)
+        self.ssh = connector
+        self.workdir = workdir
+        self.slots = SlotBudget(f"ssh launcher on {connector.destination}", cpus, gpus)
+        self._resolved: PurePosixPath | None = None
+
+    # --- the remote side ------------------------------------------------------------------
+
+    def agent(self, command: str, request: Any) -> Any:
+        """Run ``python -m corral.agent COMMAND`` on the host with ``request``; its answer."""
+        setup = "".join(f"{line}\n" for line in self.setup)
+        script = f"{setup}exec {shlex.quote(self.python)} -m corral.agent {command}"
+        try:
+            result = self.ssh.run(["bash", "-c", script], input=json.dumps(request))
+        except ConnectorError as exc:
+            raise SubmissionError(f"corral agent on {self.ssh.destination}: {exc}") from exc
+        if not result.ok:
+            tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            raise SubmissionError(
+                f"corral agent `{command}` failed on {self.ssh.destination} with python "
+                f"{self.python!r}: {tail[0]}",
+                argv=["python", "-m", "corral.agent", command],
+                returncode=result.returncode,
+                stderr=result.stderr,
+            )
+        return json.loads(result.stdout)
+
+    def remote_workdir(self) -> PurePosixPath:
+        """The workdir with ``~`` resolved; checks the remote python and corral once."""
+        if self._resolved is None:
+            from corral import __version__
+
+            try:
+                info = self.agent("version", {})
+            except SubmissionError as exc:
+                raise SubmissionError(
+                    f"cannot use python {self.python!r} on {self.ssh.destination}: it must exist "
+                    f"and have corral {__version__} installed ({exc.stderr.strip() or exc})"
+                ) from exc
+            if info["corral"].split(".")[:2] != __version__.split(".")[:2]:
+                raise SubmissionError(
+                    f"{self.ssh.destination}: python {info['executable']} has corral "
+                    f"{info['corral']}, this client has {__version__}: install the same version"
+                )
+            home = info["home"]
+            self._resolved = PurePosixPath(self.workdir.replace("~", home, 1))
+        return self._resolved
+
+    # --- where jobs are --------------------------------------------------------------------
+
+    def workspace_root(self, workspace: Workspace) -> Path:
+        """The remote workdir."""
+        return Path(self.remote_workdir())
+
+    def location(self, workspace: Workspace) -> str:
+        """The remote host and workdir."""
+        return f"ssh:{self.ssh.destination}:{self.workdir}"
+
+    def check(self, job: Job) -> None:
+        """Refuse jobs asking more slots than the host has."""
+        self.slots.check(job.name, job.resources.cpus, job.resources.gpus)
+
+    def capacity(self, jobs: Sequence[Job]) -> int | None:
+        """How many of the ready ``jobs`` fit in the free slots, in order."""
+        return self.slots.fits([(j.resources.cpus, j.resources.gpus) for j in jobs])
+
+    def job_environ(self, job: Job) -> dict[str, str]:
+        """The slot leases the job takes on the host."""
+        root = job.directory.parents[2] / ".corral" / "slots" / self.ssh.destination.hostname
+        return self.slots.environ(str(root), job.resources.cpus, job.resources.gpus)
+
+    def attach(self, job: Job) -> None:
+        """Count a job found running against the slots."""
+        self.slots.take(job, job.resources.cpus, job.resources.gpus)
+
+    # --- the scheduler's calls: one round trip each ------------------------------------------
+
+    def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
+        """Ask the host, for every job at once, what is done or still running."""
+        answers = self.agent(
+            "recover", {"launcher": self.name, "dirs": [str(j.directory) for j in jobs]}
+        )
+        result: dict[Job, Status | None] = {}
+        for job, answer in zip(jobs, answers, strict=True):
+            if answer["handle"] is not None:
+                job.handle = answer["handle"]
+            result[job] = _status(answer["status"])
+        return result
+
+    def start(
+        self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
+    ) -> dict[Job, Status]:
+        """Send every job's files and start them, in one command."""
+        files = {job: self.job_files(job, workspace) for job in jobs}
+        request = {
+            "launcher": self.name,
+            "jobs": [{"dir": str(job.directory), "files": files[job]} for job in jobs],
+        }
+        try:
+            answers = self.agent("start", request)
+        except SubmissionError as exc:
+            failure = Failure.from_json({"reason": "failed", "message": str(exc)})
+            return {job: (JobState.FAILED, failure) for job in jobs}
+        result: dict[Job, Status] = {}
+        for job, answer in zip(jobs, answers, strict=True):
+            status = _status(answer["status"])
+            assert status is not None
+            job.handle = answer["handle"]
+            if status[0] is JobState.RUNNING and not detached:
+                self.slots.take(job, job.resources.cpus, job.resources.gpus)
+            self._record(job, workspace, files[job], status)
+            result[job] = status
+        return result
+
+    def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
+        """Markers and liveness of every active job, in one command."""
+        answers = self.agent(
+            "poll", {"jobs": [{"dir": str(j.directory), "handle": j.handle} for j in jobs]}
+        )
+        result: dict[Job, Status] = {}
+        for job, answer in zip(jobs, answers, strict=True):
+            status = _status(answer["status"])
+            assert status is not None
+            if status[0].final:
+                self.slots.release(job)
+                self._update_record(job, status)
+            result[job] = status
+        return result
+
+    def cancel(self, jobs: Sequence[Job]) -> None:
+        """SIGTERM to each job's process group on the host."""
+        self.agent("cancel", {"handles": [j.handle for j in jobs if j.handle is not None]})
+
+    # --- the local pointer -------------------------------------------------------------------
+
+    def _record(
+        self, job: Job, workspace: Workspace, files: dict[str, str], status: Status
+    ) -> None:
+        local = state_dir(workspace.job_dir(job.type_id, job.identifier))
+        local.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (local / name).write_text(text)
+        write_json_atomic(
+            local / REMOTE_RECORD,
+            {
+                "launcher": self.name,
+                "host": str(self.ssh.destination),
+                "alias": self.ssh.host,
+                "remote_dir": str(job.directory),
+                "handle": job.handle,
+                "state": status[0].value,
+                "time": time.time(),
+            },
+        )
+        job.record = local
+
+    def _update_record(self, job: Job, status: Status) -> None:
+        record = getattr(job, "record", None)
+        if record is None:
+            return
+        path = Path(record) / REMOTE_RECORD
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        data["state"] = status[0].value
+        if status[1] is not None:
+            data["failure"] = status[1].to_json()
+        write_json_atomic(path, data)
+
+
+@hookimpl
+def corral_register_launchers(registry: Registry[Launcher]) -> None:
+    """Register the SSH launcher."""
+    registry.add(SSHLauncher)
