@@ -8,13 +8,28 @@ side's POSIX paths, given as strings or ``PurePosixPath``.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from types import TracebackType
 from typing import ClassVar, Self
 
+from corral.errors import ConfigError
+
 PathLike = str | PurePath
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_env_name(name: str) -> str:
+    """``name`` if it is a valid environment variable name, else a ConfigError."""
+    if not _ENV_NAME.match(name):
+        raise ConfigError(
+            f"invalid environment variable name {name!r}: letters, digits and '_', "
+            "not starting with a digit"
+        )
+    return name
 
 
 @dataclass(frozen=True)

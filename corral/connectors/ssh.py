@@ -18,13 +18,12 @@ import stat
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import PurePosixPath
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TypeVar
 
-from corral.connectors.base import Connector, PathLike, Result
+from corral.connectors.base import Connector, PathLike, Result, check_env_name
 from corral.connectors.ssh_config import HOST_KEY_POLICIES, resolve
-from corral.core.script import check_env_name
 from corral.errors import ConfigError, ConnectorError
 from corral.plugins.markers import hookimpl
 from corral.plugins.registry import Registry
@@ -326,6 +325,41 @@ class SSHConnector(Connector):
     def listdir(self, path: PathLike) -> list[str]:
         """Sorted names in a remote directory."""
         return sorted(self._sftp("cannot list", path, lambda s: s.listdir(str(path))))
+
+    def get_tree(self, remote: PathLike, local: PathLike) -> None:
+        """Download the directory ``remote`` into ``local`` (created), recursively."""
+
+        def walk(s: paramiko.SFTPClient, src: PurePosixPath, dst: Path) -> None:
+            dst.mkdir(parents=True, exist_ok=True)
+            for entry in s.listdir_attr(str(src)):
+                mode = entry.st_mode or 0
+                if stat.S_ISDIR(mode):
+                    walk(s, src / entry.filename, dst / entry.filename)
+                elif stat.S_ISREG(mode):
+                    s.get(str(src / entry.filename), str(dst / entry.filename))
+
+        self._sftp(
+            "cannot download", remote, lambda s: walk(s, PurePosixPath(str(remote)), Path(local))
+        )
+
+    def stream(self, argv: Sequence[str]) -> Iterator[str]:
+        """Run ``argv`` and yield its standard output as it arrives (closing stops it)."""
+        command = remote_command([str(a) for a in argv], login_shell=self.login_shell)
+        channel = self._open_session()
+        try:
+            channel.exec_command(command)
+            channel.shutdown_write()
+            while True:
+                if channel.recv_ready():
+                    yield channel.recv(CHUNK).decode(errors="replace")
+                    continue
+                if channel.exit_status_ready() and not channel.recv_ready():
+                    return
+                select.select([channel], [], [], 1.0)
+        except _link_errors() as exc:
+            raise ConnectorError(f"connection to {self.destination} lost: {exc}") from exc
+        finally:
+            channel.close()
 
     def close(self) -> None:
         """Close the shared connection of this destination (the next use reconnects)."""

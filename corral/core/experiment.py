@@ -22,6 +22,7 @@ from corral.core.config import walk
 from corral.core.hooks import collect_hooks
 from corral.core.identity import identifier, type_id
 from corral.core.job import Job, JobState
+from corral.core.pool import LauncherPool
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
@@ -49,7 +50,7 @@ class Experiment:
         self,
         workdir: str | os.PathLike[str],
         name: str,
-        launcher: Launcher | str | None = None,
+        launcher: Launcher | LauncherPool | str | None = None,
         *,
         plugins: Plugins | None = None,
     ) -> None:
@@ -76,21 +77,24 @@ class Experiment:
         )
         (self.workspace.experiments / name / "latest").write_text(self.run_id + "\n")
 
-    def resolve_launcher(self, launcher: Launcher | str | None, **options: Any) -> Launcher:
-        """A launcher instance from an instance, a registered name (with options), or None."""
+    def resolve_launcher(
+        self, launcher: Launcher | LauncherPool | str | None, **options: Any
+    ) -> Launcher | LauncherPool:
+        """A launcher (or pool) from an instance, a registered name (with options), or None."""
         from corral.core.launcher import Launcher
 
         if launcher is None:
             if options:
                 raise ConfigError("launcher options need a launcher name")
             return self.default_launcher
-        if isinstance(launcher, Launcher):
+        if isinstance(launcher, Launcher | LauncherPool):
             if options:
                 raise ConfigError("launcher options go with a launcher name, not an instance")
             return launcher
         if not isinstance(launcher, str):
             raise ConfigError(
-                f"launcher: expected a Launcher or a registered name, got {type(launcher).__name__}"
+                "launcher: expected a Launcher, a LauncherPool or a registered name, got "
+                f"{type(launcher).__name__}"
             )
         key = launcher + json.dumps(options, sort_keys=True, default=str)
         if key not in self._launchers:
@@ -98,7 +102,9 @@ class Experiment:
             self._launchers[key] = cls(**options)
         return self._launchers[key]
 
-    def submit(self, task: Task, launcher: Launcher | str | None = None, **options: Any) -> Any:
+    def submit(
+        self, task: Task, launcher: Launcher | LauncherPool | str | None = None, **options: Any
+    ) -> Any:
         """Schedule ``task``; return its ``task_outputs``."""
         if not isinstance(task, Task):
             raise ConfigError(f"submit() takes a Task, got {type(task).__name__}")
@@ -107,7 +113,7 @@ class Experiment:
         key = f"{tid}/{ident}"
         job = self.jobs.get(key)
         if job is None:
-            chosen = self.resolve_launcher(launcher, **options)
+            resolved = self.resolve_launcher(launcher, **options)
             deps = []
             for dep in dependencies(task):
                 dep_job = self.jobs.get(f"{type_id(dep)}/{identifier(dep)}")
@@ -118,6 +124,9 @@ class Experiment:
                     )
                 deps.append(dep_job)
             _check_importable(task)
+            pool = resolved if isinstance(resolved, LauncherPool) else None
+            chosen = pool.select(deps, self.workspace) if pool is not None else resolved
+            assert not isinstance(chosen, LauncherPool)
             here = chosen.location(self.workspace)
             for dep_job in deps:
                 if dep_job.launcher.location(self.workspace) != here:
@@ -132,6 +141,8 @@ class Experiment:
                 hook.process(job, chosen)
             self.plugins.prepare_job(job, chosen)
             chosen.check(job)
+            if pool is not None:
+                pool.assigned(chosen, job)
             self.jobs[key] = job
             self._record.write(
                 json.dumps({"type_id": tid, "identifier": ident, "launcher": chosen.name}) + "\n"
@@ -181,7 +192,7 @@ def _failed_job(job: Job) -> FailedJob:
 def experiment(
     workdir: str | os.PathLike[str],
     name: str,
-    launcher: Launcher | str | None = None,
+    launcher: Launcher | LauncherPool | str | None = None,
     wait: bool = True,
     *,
     plugins: Plugins | None = None,

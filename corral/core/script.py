@@ -7,14 +7,11 @@ Python process so that signals reach it.
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from corral.errors import ConfigError
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from corral.connectors.base import check_env_name
 
 
 @dataclass(frozen=True)
@@ -29,16 +26,6 @@ class ScriptSpec:
     header: Sequence[str] = ()
     setup: Sequence[str] = ()
     params: str = "params.json"
-
-
-def check_env_name(name: str) -> str:
-    """``name`` if it is a valid environment variable name, else a ConfigError."""
-    if not _ENV_NAME.match(name):
-        raise ConfigError(
-            f"invalid environment variable name {name!r}: letters, digits and '_', "
-            "not starting with a digit"
-        )
-    return name
 
 
 def render_job_script(spec: ScriptSpec) -> str:

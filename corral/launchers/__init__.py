@@ -1,0 +1,7 @@
+"""Built-in launchers: ``LocalLauncher``, ``SSHLauncher`` (and ``LauncherPool`` over them)."""
+
+from corral.core.pool import LauncherPool
+from corral.launchers.local import LocalLauncher
+from corral.launchers.ssh import SSHLauncher
+
+__all__ = ["LauncherPool", "LocalLauncher", "SSHLauncher"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from corral.connectors.ssh import SSHConnector
 from corral.core.hostjobs import Status
 from corral.core.job import Failure, Job, JobState
 from corral.core.launcher import Launcher
+from corral.core.pool import LauncherPool
 from corral.core.slots import SlotBudget
 from corral.core.workspace import state_dir, write_json_atomic
 from corral.errors import ConfigError, ConnectorError, SubmissionError
@@ -88,6 +89,11 @@ class SSHLauncher(Launcher):
         self.workdir = workdir
         self.slots = SlotBudget(f"ssh launcher on {connector.destination}", cpus, gpus)
         self._resolved: PurePosixPath | None = None
+
+    @classmethod
+    def pool(cls, launchers: Sequence[SSHLauncher]) -> LauncherPool:
+        """Several SSH hosts used as one, jobs spread by free slots (see LauncherPool)."""
+        return LauncherPool(launchers)
 
     # --- the remote side ------------------------------------------------------------------
 
@@ -215,6 +221,23 @@ class SSHLauncher(Launcher):
     def cancel(self, jobs: Sequence[Job]) -> None:
         """SIGTERM to each job's process group on the host."""
         self.agent("cancel", {"handles": [j.handle for j in jobs if j.handle is not None]})
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    def fetch(self, job: Job, destination: str | Path) -> Path:
+        """Download a job's directory (outputs, logs, state) to ``destination``."""
+        target = Path(destination)
+        self.ssh.get_tree(job.directory, target)
+        return target
+
+    def follow(self, job: Job, *, stderr: bool = False) -> Iterator[str]:
+        """Yield a job's stdout (or stderr) from the start, as it grows, until the job ends."""
+        path = str(job.directory / ("stderr" if stderr else "stdout"))
+        argv = ["tail", "-n", "+1", "-F", path]
+        pid = job.handle.get("pid") if isinstance(job.handle, dict) else None
+        if pid is not None:
+            argv.insert(1, f"--pid={pid}")  # tail ends when the job does
+        return self.ssh.stream(argv)
 
     # --- the local pointer -------------------------------------------------------------------
 

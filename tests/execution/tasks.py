@@ -119,3 +119,14 @@ class one_gpu(SubmitHook):
 @one_gpu()
 class GpuRecord(Record):
     """A Record that needs a GPU."""
+
+
+class Talk(Task):
+    """Prints ``lines`` lines, 0.2 s apart."""
+
+    lines: Param[int]
+
+    def execute(self) -> None:
+        for i in range(self.lines):
+            print(f"line {i}", flush=True)
+            time.sleep(0.2)

@@ -272,3 +272,56 @@ def test_one_round_trip_per_cycle_for_all_jobs(ssh_host, rig, workdir, tmp_path,
     polls = commands.count("poll")
     assert 1 <= polls <= 8  # a poll covers every active job, not one job
     assert len(remote_records(ssh_host, log)) == 8
+
+
+def test_pool_over_two_hosts_uses_both_and_keeps_dependents_with_their_inputs(
+    ssh_host, ssh_host2, rig, workdir, tmp_path
+):
+    from tests.execution.tasks import After
+
+    log = f"{workdir}-log.jsonl"
+    pool = SSHLauncher.pool([
+        launcher_for(ssh_host, rig, workdir, cpus=2),
+        launcher_for(ssh_host2, rig, workdir, cpus=2),
+    ])
+    with experiment(tmp_path / "ws", "pool", launcher=pool) as xp:
+        firsts = [Record(name=f"p{i}", sleep=0.3, log=log) for i in range(6)]
+        for r in firsts:
+            r.submit()
+        after = After(before=firsts[-1], log=log)
+        after.submit()
+    hosts = {str(j.launcher.ssh.destination) for j in xp.jobs.values()}
+    assert hosts == {f"corraltest@127.0.0.1:{ssh_host.port}", f"corraltest@{ssh_host2.host}:22"}
+    jobs = list(xp.jobs.values())
+    assert jobs[-1].launcher is jobs[-2].launcher  # the dependent went where its input is
+    names = sorted(r["name"] for r in remote_records(ssh_host, log))
+    assert names == ["after", "p0", "p1", "p2", "p3", "p4", "p5"]
+
+
+def test_fetch_a_job_directory_and_follow_its_log(ssh_host, rig, workdir, tmp_path):
+    from tests.execution.tasks import Echo
+
+    launcher = launcher_for(ssh_host, rig, workdir)
+    with experiment(tmp_path / "ws", "fetch", launcher=launcher) as xp:
+        task = Echo(text="fetched ✓")
+        task.submit()
+    (job,) = xp.jobs.values()
+    local = launcher.fetch(job, tmp_path / "copy")
+    assert json.loads((local / "echo.json").read_text())["text"] == "fetched ✓"
+    assert (local / ".corral" / "done").exists()
+    assert (local / "job.sh").read_text() == launcher.script_for(job)
+
+
+def test_follow_streams_a_running_job_until_it_ends(ssh_host, rig, workdir, tmp_path):
+    from corral.core.workspace import Workspace
+    from corral.testing import make_job, run_until_final
+    from tests.execution.tasks import Talk
+
+    launcher = launcher_for(ssh_host, rig, workdir)
+    job = make_job(Talk(lines=5), launcher, Workspace(tmp_path / "ws"))
+    launcher.start([job], Workspace(tmp_path / "ws"))
+    started = time.monotonic()
+    text = "".join(launcher.follow(job))
+    assert text.splitlines() == [f"line {i}" for i in range(5)]
+    assert time.monotonic() - started >= 0.5  # it streamed while the job ran
+    assert run_until_final(launcher, job)[0].value == "done"
