@@ -150,7 +150,7 @@ def test_unknown_host_key_is_refused(ssh_host: SSHHost, tmp_path: Path) -> None:
 
 
 def test_openssh_alias_and_remote_python(rig: Rig, ssh_host: SSHHost) -> None:
-    code = "import corral, click, fabric, filelock, paramiko, pluggy; print(corral.__name__)"
+    code = "import corral, click, filelock, paramiko, pluggy; print(corral.__name__)"
     assert ssh_host.run(rig.python, "-c", code).stdout == "corral\n"
 
 
