@@ -154,8 +154,11 @@ class _Link:
     def _socket(self) -> Any:
         dest = self.dest
         if dest.proxy_jump:
-            first = dest.proxy_jump.split(",")[0].strip()
-            jump_dest = resolve(first, config_file=dest.config_file)
+            # "j1,j2": the target is reached from j2, and j2 from j1 (as OpenSSH does).
+            *before, last = [hop.strip() for hop in dest.proxy_jump.split(",")]
+            jump_dest = resolve(last, config_file=dest.config_file)
+            if before:
+                jump_dest = jump_dest._replace(proxy_jump=",".join(before))
             self.jump = _link_for(jump_dest, self.policy, self.timeout)
             try:
                 return self.jump.transport().open_channel(

@@ -74,6 +74,21 @@ def test_jump_host_through_the_ssh_config(ssh_host, ssh_host2, tmp_path):
     assert client_ip != "127.0.0.1" and client_ip.startswith("10.")  # ...from the jump host
 
 
+def test_two_jump_hosts_in_a_row(ssh_host, ssh_host2, tmp_path):
+    # loopback -> namespace host -> the namespace host's sshd: the last hop connects from
+    # inside the namespace (a single hop through loopback would come from 10.200.0.1)
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        ssh_host.ssh_config.read_text()
+        + f"\nHost twice\n    HostName {ssh_host2.host}\n    Port {ssh_host2.port}\n"
+        f"    ProxyJump {ssh_host.alias},{ssh_host2.alias}\n    User corraltest\n"
+        f"    IdentityFile {ssh_host.key}\n    UserKnownHostsFile {ssh_host.known_hosts}\n"
+    )
+    c = SSHConnector("twice", config_file=config)
+    seen = c.run(["sh", "-c", 'echo "$SSH_CONNECTION"'], check=True).stdout.split()
+    assert seen[0] == ssh_host2.host
+
+
 def test_unknown_host_key_refused_then_accept_new_records_it(ssh_host, rig, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text("")
