@@ -12,7 +12,6 @@ workspace keeps a pointer per job (``.corral/remote.json`` plus copies of ``para
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -25,7 +24,8 @@ from corral.core.launcher import Launcher
 from corral.core.pool import LauncherPool
 from corral.core.slots import SlotBudget
 from corral.core.workspace import state_dir, write_json_atomic
-from corral.errors import ConfigError, ConnectorError, SubmissionError
+from corral.errors import ConfigError, SubmissionError
+from corral.launchers.host import Host, check_workdir
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
@@ -79,16 +79,12 @@ class SSHLauncher(Launcher):
             raise ConfigError(
                 f"SSHLauncher: connector must be an SSHConnector, got {type(connector).__name__}"
             )
-        if not isinstance(workdir, str) or not (workdir.startswith(("/", "~/")) or workdir == "~"):
-            raise ConfigError(
-                f"SSHLauncher: workdir must be an absolute remote path or start with '~/', "
-                f"got {workdir!r}"
-            )
+        check_workdir("SSHLauncher", workdir)
         super().__init__(connector, python=python, setup=setup)
         self.ssh = connector
         self.workdir = workdir
+        self.host = Host(connector, python=python, setup=setup, workdir=workdir)
         self.slots = SlotBudget(f"ssh launcher on {connector.destination}", cpus, gpus)
-        self._resolved: PurePosixPath | None = None
 
     @classmethod
     def pool(cls, launchers: Sequence[SSHLauncher]) -> LauncherPool:
@@ -98,44 +94,12 @@ class SSHLauncher(Launcher):
     # --- the remote side ------------------------------------------------------------------
 
     def agent(self, command: str, request: Any) -> Any:
-        """Run ``python -m corral.agent COMMAND`` on the host with ``request``; its answer."""
-        setup = "".join(f"{line}\n" for line in self.setup)
-        script = f"{setup}exec {shlex.quote(self.python)} -m corral.agent {command}"
-        try:
-            result = self.ssh.run(["bash", "-c", script], input=json.dumps(request))
-        except ConnectorError as exc:
-            raise SubmissionError(f"corral agent on {self.ssh.destination}: {exc}") from exc
-        if not result.ok:
-            tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
-            raise SubmissionError(
-                f"corral agent `{command}` failed on {self.ssh.destination} with python "
-                f"{self.python!r}: {tail[0]}",
-                argv=["python", "-m", "corral.agent", command],
-                returncode=result.returncode,
-                stderr=result.stderr,
-            )
-        return json.loads(result.stdout)
+        """Run the agent command ``command`` on the host with ``request``; its answer."""
+        return self.host.call(command, request)
 
     def remote_workdir(self) -> PurePosixPath:
         """The workdir with ``~`` resolved; checks the remote python and corral once."""
-        if self._resolved is None:
-            from corral import __version__
-
-            try:
-                info = self.agent("version", {})
-            except SubmissionError as exc:
-                raise SubmissionError(
-                    f"cannot use python {self.python!r} on {self.ssh.destination}: it must exist "
-                    f"and have corral {__version__} installed ({exc.stderr.strip() or exc})"
-                ) from exc
-            if info["corral"].split(".")[:2] != __version__.split(".")[:2]:
-                raise SubmissionError(
-                    f"{self.ssh.destination}: python {info['executable']} has corral "
-                    f"{info['corral']}, this client has {__version__}: install the same version"
-                )
-            home = info["home"]
-            self._resolved = PurePosixPath(self.workdir.replace("~", home, 1))
-        return self._resolved
+        return self.host.root(PurePosixPath(self.workdir))
 
     # --- where jobs are --------------------------------------------------------------------
 

@@ -257,7 +257,7 @@ def test_bad_workdir_and_options(ssh_host):
 
 def test_one_round_trip_per_cycle_for_all_jobs(ssh_host, rig, workdir, tmp_path, mocker):
     launcher = launcher_for(ssh_host, rig, workdir, cpus=8)
-    calls = mocker.spy(launcher, "agent")
+    calls = mocker.spy(launcher.host, "call")
     log = f"{workdir}-log.jsonl"
     with experiment(tmp_path / "ws", "batched", launcher=launcher):
         for i in range(8):

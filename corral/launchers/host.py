@@ -1,0 +1,100 @@
+"""``Host``: where a launcher's job directories live — this machine, or an SSH host.
+
+Work on job directories (claim and write, read markers, start detached) is done by
+:mod:`corral.agent`'s commands: in this process for this machine, or by
+``python -m corral.agent`` over the SSH connection for another host, one command for a
+whole batch either way.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+from corral.connectors.base import Connector
+from corral.connectors.ssh import SSHConnector
+from corral.errors import ConfigError, ConnectorError, SubmissionError
+
+
+def check_workdir(owner: str, workdir: str) -> str:
+    """A remote workdir must be absolute or start with ``~/``."""
+    if not isinstance(workdir, str) or not (workdir.startswith(("/", "~/")) or workdir == "~"):
+        raise ConfigError(
+            f"{owner}: workdir must be an absolute remote path or start with '~/', got {workdir!r}"
+        )
+    return workdir
+
+
+class Host:
+    """The machine of a launcher's job directories, and how to run agent commands there."""
+
+    def __init__(
+        self, connector: Connector, *, python: str, setup: Sequence[str], workdir: str | None
+    ) -> None:
+        self.connector = connector
+        self.python = python
+        self.setup = list(setup)
+        self.workdir = workdir
+        self._resolved: PurePosixPath | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the job directories are on another machine."""
+        return isinstance(self.connector, SSHConnector)
+
+    def __str__(self) -> str:
+        if isinstance(self.connector, SSHConnector):
+            return str(self.connector.destination)
+        return "this machine"
+
+    def call(self, command: str, request: Any) -> Any:
+        """Run the agent command ``command`` with ``request``; its answer."""
+        from corral import agent
+
+        if not self.remote:  # same JSON round trip as remote, without a process
+            return json.loads(json.dumps(agent.COMMANDS[command](json.loads(json.dumps(request)))))
+        setup = "".join(f"{line}\n" for line in self.setup)
+        script = f"{setup}exec {shlex.quote(self.python)} -m corral.agent {command}"
+        try:
+            result = self.connector.run(["bash", "-c", script], input=json.dumps(request))
+        except ConnectorError as exc:
+            raise SubmissionError(f"corral agent on {self}: {exc}") from exc
+        if not result.ok:
+            tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            raise SubmissionError(
+                f"corral agent `{command}` failed on {self} with python {self.python!r}: {tail[0]}",
+                argv=["python", "-m", "corral.agent", command],
+                returncode=result.returncode,
+                stderr=result.stderr,
+            )
+        return json.loads(result.stdout)
+
+    def root(self, default: PurePosixPath) -> PurePosixPath:
+        """The workdir with ``~`` resolved (``default`` when none was given, on this machine).
+
+        On another host, the first call checks its python and corral.
+        """
+        if self._resolved is None:
+            if not self.remote:
+                self._resolved = PurePosixPath(self.workdir) if self.workdir else default
+                return self._resolved
+            from corral import __version__
+
+            try:
+                info = self.call("version", {})
+            except SubmissionError as exc:
+                raise SubmissionError(
+                    f"cannot use python {self.python!r} on {self}: it must exist and have "
+                    f"corral {__version__} installed ({exc.stderr.strip() or exc})"
+                ) from exc
+            if info["corral"].split(".")[:2] != __version__.split(".")[:2]:
+                raise SubmissionError(
+                    f"{self}: python {info['executable']} has corral {info['corral']}, this "
+                    f"client has {__version__}: install the same version"
+                )
+            assert self.workdir is not None
+            self._resolved = PurePosixPath(self.workdir.replace("~", info["home"], 1))
+        return self._resolved
