@@ -137,6 +137,7 @@ class Experiment:
                     )
             directory = chosen.job_directory(self.workspace, tid, ident)
             job = Job(task, ident, tid, directory, chosen, deps)
+            job.resources = chosen.default_resources()
             for hook in collect_hooks(walk(task)):
                 hook.process(job, chosen)
             self.plugins.prepare_job(job, chosen)

@@ -97,7 +97,13 @@ def start(
             try:
                 handles = spawn([entries[i][0] for i in fresh])
             except Exception as exc:
-                failure = Failure(FailureReason.FAILED, f"submission failed: {exc}")
+                from corral.errors import SubmissionError
+
+                if isinstance(exc, SubmissionError):  # the scheduler said no: say why
+                    tail = exc.stderr.strip().splitlines()[-1:] or [str(exc)]
+                    failure = Failure(FailureReason.REJECTED, tail[0], exc.returncode)
+                else:
+                    failure = Failure(FailureReason.FAILED, f"submission failed: {exc}")
                 for i in fresh:
                     write_failure(entries[i][0], failure, write)
                     result[i] = ((JobState.FAILED, failure), None)

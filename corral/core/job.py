@@ -38,8 +38,11 @@ class FailureReason(enum.Enum):
     LOST = "lost"  # the process vanished without leaving a final state
     IMPORT = "import"  # the job could not import its task's module or class
     TIMEOUT = "timeout"  # over its time limit (batch schedulers)
-    OUT_OF_MEMORY = "out_of_memory"
+    OUT_OF_MEMORY = "oom"  # over its memory limit
     CANCELLED = "cancelled"
+    NODE_FAIL = "node_fail"
+    PREEMPTED = "preempted"
+    REJECTED = "rejected"  # the scheduler refused the submission (bad partition, account...)
 
 
 class Failure(NamedTuple):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from corral.core import hostjobs
 from corral.core.hostjobs import Status
-from corral.core.job import Failure, Job
+from corral.core.job import Failure, Job, Resources
 from corral.core.script import ScriptSpec, render_job_script
 from corral.core.serialize import dump_params
 from corral.core.workspace import FAILED, state_dir
@@ -43,6 +43,8 @@ class Launcher(abc.ABC):
     name: ClassVar[str]
     poll_interval: ClassVar[float] = 1.0
     """Longest pause between two polls of this launcher's jobs, in seconds."""
+    min_poll_interval: ClassVar[float] = 0.05
+    """Pause after a poll that saw a change; it grows to ``poll_interval`` while nothing does."""
 
     def __init__(
         self, connector: Connector, *, python: str | None = None, setup: Sequence[str] = ()
@@ -81,6 +83,10 @@ class Launcher(abc.ABC):
     def job_environ(self, job: Job) -> dict[str, str]:
         """Variables the launcher adds to the job's environment (after submit hooks)."""
         return {}
+
+    def default_resources(self) -> Resources:
+        """A job's resources before submit hooks change them."""
+        return Resources()
 
     def capacity(self, jobs: Sequence[Job]) -> int | None:
         """How many of ``jobs`` (ready, in order) may start now; None for all of them."""

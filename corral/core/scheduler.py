@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.05
+_ACTIVE = (JobState.SUBMITTED, JobState.RUNNING)
 
 
 class Scheduler:
@@ -43,13 +44,17 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._changed = False
+        self._woken: set[Launcher] = set()
+        self._interval: dict[Launcher, float] = {}
+        self._due: dict[Launcher, float] = {}
         self.error: BaseException | None = None
 
     # --- called from the experiment's thread ---------------------------------------------
 
     def add(self, job: Job) -> None:
         """Schedule ``job`` (its dependencies are already scheduled)."""
-        job.launcher.wake = self.wake
+        launcher = job.launcher
+        launcher.wake = lambda: self.wake(launcher)
         with self._cond:
             self.jobs.append(job)
             self._new.append(job)
@@ -58,10 +63,12 @@ class Scheduler:
             self._thread = threading.Thread(target=self._run, name="corral-scheduler", daemon=True)
             self._thread.start()
 
-    def wake(self) -> None:
-        """Something changed (a process ended): run a cycle now."""
+    def wake(self, launcher: Launcher | None = None) -> None:
+        """Something changed (a process of ``launcher`` ended): run a cycle, poll it now."""
         with self._cond:
             self._changed = True
+            if launcher is not None:
+                self._woken.add(launcher)
             self._cond.notify_all()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -110,7 +117,6 @@ class Scheduler:
         return not self._new and all(j.state.final for j in self.jobs)
 
     def _run(self) -> None:
-        pause = MIN_PAUSE
         try:
             while True:
                 with self._cond:
@@ -126,26 +132,45 @@ class Scheduler:
                 with self._cond:
                     self._cond.notify_all()
                     if changed or self._changed or self._stop:
-                        pause = MIN_PAUSE  # something moved: look again at once
-                        continue
-                    pause = min(pause * 1.5, self._max_pause())
-                    self._cond.wait(pause)
+                        continue  # something moved: look again at once
+                    self._cond.wait(self._next_due())
         except BaseException as exc:  # surfaced by wait() in the experiment's thread
             log.exception("scheduler failed")
             with self._cond:
                 self.error = exc
                 self._cond.notify_all()
 
-    def _max_pause(self) -> float:
-        intervals = [j.launcher.poll_interval for j in self.jobs if not j.state.final]
-        return min(intervals, default=1.0)
+    def _next_due(self) -> float:
+        """Seconds until a launcher with active jobs is due for a poll."""
+        active = {j.launcher for j in self.jobs if j.state in _ACTIVE}
+        dues = [self._due.get(launcher, 0.0) for launcher in active]
+        return max(MIN_PAUSE, min(dues, default=time.monotonic() + 1.0) - time.monotonic())
+
+    def _polled(self, launcher: Launcher, changed: bool) -> None:
+        """Back off while nothing changes: min interval after a change, x1.5 up to the max."""
+        if changed:
+            interval = launcher.min_poll_interval
+        else:
+            interval = min(
+                self._interval.get(launcher, launcher.min_poll_interval) * 1.5,
+                launcher.poll_interval,
+            )
+        self._interval[launcher] = interval
+        self._due[launcher] = time.monotonic() + interval
 
     def _cycle(self, new: list[Job]) -> bool:
         changed = self._recover(new)
-        active = [j for j in self.jobs if j.state in (JobState.SUBMITTED, JobState.RUNNING)]
+        active = [j for j in self.jobs if j.state in _ACTIVE]
+        now = time.monotonic()
+        with self._cond:
+            woken, self._woken = self._woken, set()
         for launcher, batch in _by_launcher(active).items():
+            if launcher not in woken and self._due.get(launcher, 0.0) > now:
+                continue
             statuses = launcher.poll(batch)  # first, so that finished jobs free their slots
-            changed = self._apply(statuses, only_changes=True) or changed
+            moved = self._apply(statuses, only_changes=True)
+            self._polled(launcher, moved)
+            changed = moved or changed
         waiting = [j for j in self.jobs if j.state is JobState.WAITING]
         failed_deps = set()
         for job in waiting:
@@ -163,6 +188,7 @@ class Scheduler:
             batch = batch if room is None else batch[:room]
             if batch:
                 self._apply(launcher.start(batch, self.workspace))
+                self._polled(launcher, changed=True)
                 changed = True
         return changed
 

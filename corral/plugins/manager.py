@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "corral.connectors.ssh",
     "corral.launchers.local",
     "corral.launchers.ssh",
+    "corral.launchers.slurm",
 )
 """Modules of the built-in plugins, registered first, by name."""
 

@@ -54,6 +54,7 @@ def make_job(task: Task, launcher: Launcher, workspace: Workspace) -> Job:
     """A job for ``task`` in ``workspace``, as the experiment would build it."""
     ident, tid = identifier(task), type_id(task)
     job = Job(task, ident, tid, launcher.job_directory(workspace, tid, ident), launcher)
+    job.resources = launcher.default_resources()
     task.__dict__["__taskdir__"] = job.directory
     return job
 

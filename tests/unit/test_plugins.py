@@ -57,7 +57,7 @@ def test_unknown_builtin_module_is_named():
 def test_disabled_plugin(monkeypatch):
     monkeypatch.setenv("CORRAL_DISABLE_PLUGINS", "corral.launchers.local")
     plugins = Plugins(entry_points=False)
-    with pytest.raises(PluginError, match="unknown launcher 'local'; known: ssh$"):
+    with pytest.raises(PluginError, match="unknown launcher 'local'; known: slurm, ssh$"):
         plugins.launchers.get("local")
 
 

@@ -1,0 +1,118 @@
+"""SLURM scripts and options, rendered by pure functions (golden-file tested).
+
+A job's own ``job.sh`` carries the ``#SBATCH`` lines of its resources (so it can also be
+submitted alone). The ready jobs of a scheduler cycle that share their options go out as one
+job array: a small wrapper whose ``#SBATCH --array`` indexes a list of job directories and
+``exec``s the chosen directory's ``job.sh``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from corral.core.job import Resources
+from corral.errors import ConfigError
+
+_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+$")
+_MEM = re.compile(r"^\d+[KMGT]?$")
+
+
+class SlurmOptions(NamedTuple):
+    """Cluster-wide options of a SLURM launcher (per-job needs are in ``job.resources``)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int | None = None
+    extra: tuple[tuple[str, str | None], ...] = ()
+
+    @classmethod
+    def make(cls, *, extra: Mapping[str, Any] | None = None, **values: Any) -> SlurmOptions:
+        """Validate and build; ``extra`` maps ``--option`` to a value (or None for a flag)."""
+        unknown = set(values) - set(cls._fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown SLURM option {sorted(unknown)[0]!r}; valid: "
+                f"{', '.join(sorted((*cls._fields, 'cpus', 'gpus', 'mem', 'time')))}"
+            )
+        pairs: list[tuple[str, str | None]] = []
+        for key, value in (extra or {}).items():
+            if not isinstance(key, str) or not re.match(r"^--[a-z][a-z0-9-]*$", key):
+                raise ConfigError(f"SLURM extra option {key!r}: expected '--name' (lower case)")
+            pairs.append((key, None if value is None else str(value)))
+        if values.get("nodes") is not None and (
+            not isinstance(values["nodes"], int) or values["nodes"] < 1
+        ):
+            raise ConfigError(f"SLURM nodes must be a positive int, got {values['nodes']!r}")
+        return cls(**values, extra=tuple(pairs))
+
+
+def check_resources(resources: Resources) -> None:
+    """Refuse values SLURM would reject later, with a clear message now."""
+    if not isinstance(resources.cpus, int) or resources.cpus < 1:
+        raise ConfigError(f"cpus must be a positive int, got {resources.cpus!r}")
+    if not isinstance(resources.gpus, int) or resources.gpus < 0:
+        raise ConfigError(f"gpus must be an int >= 0, got {resources.gpus!r}")
+    if resources.mem is not None and not _MEM.match(str(resources.mem)):
+        raise ConfigError(f"mem {resources.mem!r}: expected e.g. '4G', '500M' or '2048'")
+    if resources.time is not None and not _TIME.match(str(resources.time)):
+        raise ConfigError(
+            f"time {resources.time!r}: expected minutes, 'HH:MM:SS', 'MM:SS' or 'D-HH:MM:SS'"
+        )
+
+
+def sbatch_options(resources: Resources, options: SlurmOptions) -> list[str]:
+    """The ``--option=value`` list of a job's resources and the cluster options."""
+    check_resources(resources)
+    out = [f"--cpus-per-task={resources.cpus}"]
+    if resources.gpus:
+        out.append(f"--gres=gpu:{resources.gpus}")
+    if resources.mem is not None:
+        out.append(f"--mem={resources.mem}")
+    if resources.time is not None:
+        out.append(f"--time={resources.time}")
+    for name in ("partition", "account", "qos", "constraint", "nodes"):
+        value = getattr(options, name)
+        if value is not None:
+            out.append(f"--{name}={value}")
+    out.extend(key if value is None else f"{key}={value}" for key, value in options.extra)
+    return out
+
+
+def header(lines: Sequence[str]) -> list[str]:
+    """``#SBATCH`` lines, each value quoted for the shell that will never run them."""
+    return [f"#SBATCH {shlex.quote(line)}" for line in lines]
+
+
+def array_wrapper(
+    directories: Sequence[str],
+    options: Sequence[str],
+    *,
+    name: str,
+    comment: str,
+    output: str,
+    dependency: Sequence[str] = (),
+    throttle: int | None = None,
+) -> str:
+    """The script of one job array: task ``i`` runs ``directories[i]/job.sh``."""
+    if not directories:
+        raise ConfigError("an array needs at least one job")
+    array = f"0-{len(directories) - 1}" + (f"%{throttle}" if throttle else "")
+    lines = [
+        f"--job-name={name}",
+        f"--comment={comment}",
+        f"--array={array}",
+        f"--output={output}",
+        f"--error={output}",
+        *options,
+    ]
+    if dependency:
+        lines += [f"--dependency=afterok:{':'.join(dependency)}", "--kill-on-invalid-dep=yes"]
+    body = ["#!/usr/bin/env bash", *header(lines), "dirs=("]
+    body += [f"  {shlex.quote(d)}" for d in directories]
+    body += [")", 'exec bash "${dirs[$SLURM_ARRAY_TASK_ID]}/job.sh"']
+    return "\n".join(body) + "\n"

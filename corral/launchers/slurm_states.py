@@ -1,0 +1,89 @@
+"""SLURM job states mapped to corral's (pure)."""
+
+from __future__ import annotations
+
+from corral.core.job import Failure, FailureReason, JobState
+
+ACTIVE = {
+    "PENDING": JobState.SUBMITTED,
+    "CONFIGURING": JobState.SUBMITTED,
+    "REQUEUED": JobState.SUBMITTED,
+    "REQUEUE_HOLD": JobState.SUBMITTED,
+    "REQUEUE_FED": JobState.SUBMITTED,
+    "RESV_DEL_HOLD": JobState.SUBMITTED,
+    "SUSPENDED": JobState.RUNNING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+}
+
+FAILED = {
+    "FAILED": FailureReason.FAILED,
+    "SPECIAL_EXIT": FailureReason.FAILED,
+    "TIMEOUT": FailureReason.TIMEOUT,
+    "DEADLINE": FailureReason.TIMEOUT,
+    "OUT_OF_MEMORY": FailureReason.OUT_OF_MEMORY,
+    "CANCELLED": FailureReason.CANCELLED,
+    "REVOKED": FailureReason.CANCELLED,
+    "NODE_FAIL": FailureReason.NODE_FAIL,
+    "BOOT_FAIL": FailureReason.NODE_FAIL,
+    "PREEMPTED": FailureReason.PREEMPTED,
+}
+
+# What the controller knows better than the job's own marker: a job killed at its time
+# limit writes "killed by SIGTERM", but the reason is the limit.
+CONTROLLER_WINS = {
+    FailureReason.TIMEOUT,
+    FailureReason.OUT_OF_MEMORY,
+    FailureReason.PREEMPTED,
+    FailureReason.NODE_FAIL,
+    FailureReason.CANCELLED,
+}
+
+
+def controller_status(state: str, reason: str = "") -> tuple[JobState, Failure | None] | None:
+    """corral's view of a SLURM state (``CANCELLED by 0`` reads as CANCELLED); None if unknown.
+
+    ``COMPLETED`` maps to DONE here; the caller requires the job's ``done`` marker too.
+    """
+    word = state.split()[0].rstrip("+") if state else ""
+    if word in ACTIVE:
+        return ACTIVE[word], None
+    if word == "COMPLETED":
+        return JobState.DONE, None
+    if word in FAILED:
+        why = FAILED[word]
+        if word == "CANCELLED" and "Dependency" in reason:
+            why = FailureReason.DEPENDENCY
+        message = f"SLURM state {word}" + (f" ({reason})" if reason and reason != "None" else "")
+        return JobState.FAILED, Failure(why, message)
+    return None
+
+
+def combine(
+    controller: tuple[JobState, Failure | None] | None,
+    marker: tuple[JobState, Failure | None] | None,
+) -> tuple[JobState, Failure | None]:
+    """The final status of a job from the controller's view and the job's own marker.
+
+    The marker wins, except for reasons only the controller knows (time limit, memory,
+    preemption, node failure, cancellation). A job the controller calls COMPLETED, or has
+    forgotten, without a marker is ``lost``.
+    """
+    if marker is not None and marker[0] is JobState.DONE:
+        return marker
+    told = controller[1] if controller is not None else None
+    if told is not None and (told.reason in CONTROLLER_WINS or marker is None):
+        assert controller is not None
+        return controller
+    if marker is not None:
+        killed = marker[1] is not None and marker[1].reason is FailureReason.KILLED
+        if killed and controller is not None and not controller[0].final:
+            return controller  # signalled by SLURM: wait for its reason (timeout, ...)
+        return marker
+    if controller is not None and not controller[0].final:
+        return controller
+    why = "the job ended without a result" if controller else "the job is gone from SLURM"
+    return JobState.FAILED, Failure(FailureReason.LOST, why)
