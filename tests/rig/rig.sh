@@ -20,17 +20,20 @@
 # mode than the running one, or with a daemon missing, restarts the rig.
 #
 # Environment knobs: CORRAL_RIG_DIR, CORRAL_RIG_USER (default corraltest), CORRAL_RIG_SSH_PORT
-# (default: 2222, or the next free port), CORRAL_RIG_NET (default 10.200.0, the /24 used
-# *inside* the rig's own network namespace), CORRAL_RIG_NO_NETNS=1 (skip the second host).
+# (default: 2222, or the next free port), CORRAL_RIG_NET (the /24 between this machine and the
+# rig's network namespace, e.g. 10.200.0; default: the first free one from 10.200.0 on),
+# CORRAL_RIG_NO_NETNS=1 (skip the second host).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RIG=${CORRAL_RIG_DIR:-$REPO/.rig}
 TUSER=${CORRAL_RIG_USER:-corraltest}
-NET=${CORRAL_RIG_NET:-10.200.0}
-NS=corral-rig
-VETH_HOST=corral-rig0
-VETH_NS=corral-rig1
+# Names of the second host's namespace and veth pair are per rig dir: a namespace outlives the
+# processes of a session, and must never be mistaken for another checkout's rig.
+RIG_ID=$(printf %s "$RIG" | sha256sum | cut -c1-8)
+NS=corral-rig-$RIG_ID
+VETH_HOST=crig${RIG_ID}h   # interface names: at most 15 characters
+VETH_NS=crig${RIG_ID}n
 CLUSTER=testcluster
 NODE_CPUS=8
 NODE_MEM=8192
@@ -439,14 +442,43 @@ start_sshd() {
     wait_for 10 sshd port_open 127.0.0.1 "$SSH_PORT"
 }
 
+net_in_use() { ip -4 -o addr show | grep -qF " $1."; }
+
+pick_net() {  # the /24 prefix for the second host: CORRAL_RIG_NET, else the first free one
+    if [[ -n ${CORRAL_RIG_NET:-} ]]; then
+        net_in_use "$CORRAL_RIG_NET" && return 1
+        echo "$CORRAL_RIG_NET"
+        return 0
+    fi
+    local i
+    for ((i = 0; i < 255; i++)); do
+        net_in_use "10.200.$i" || { echo "10.200.$i"; return 0; }
+    done
+    return 1
+}
+
+remove_host2() {  # the namespace, its veth pair and its /etc/netns files (also stale ones)
+    local ns=${1:-$NS}
+    ip netns del "$ns" 2>/dev/null || true
+    ip link del "$VETH_HOST" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
+    # The kernel frees a namespace (and the veth end in it) once its last process is gone.
+    local i
+    for ((i = 0; i < 50; i++)); do
+        ip link show "$VETH_HOST" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+}
+
 start_host2() {
     HOST2=""
     [[ ${CORRAL_RIG_NO_NETNS:-0} == 1 ]] && { log "second host disabled"; return 0; }
-    if ip -4 -o addr show | grep -qF " $NET."; then
-        log "second host skipped: $NET.0/24 is already in use here (set CORRAL_RIG_NET)"
+    remove_host2  # a namespace of this rig dir left behind (by a killed session, a crash)
+    if ! NET=$(pick_net); then
+        log "second host skipped: ${CORRAL_RIG_NET:-every 10.200.x.0/24} is in use here" \
+            "(set CORRAL_RIG_NET to a free /24 prefix)"
         return 0
     fi
-    ip netns del "$NS" 2>/dev/null || true
     if ! ip netns add "$NS" 2>"$LOG/netns.err"; then
         log "second host skipped: ip netns add failed: $(<"$LOG/netns.err")"
         return 0
@@ -669,11 +701,13 @@ cmd_down() {
             kill -KILL "$p" 2>/dev/null || true
         fi
     done
-    if [[ -f $RUN/netns ]]; then
-        ip netns del "$(<"$RUN/netns")" 2>/dev/null || true
-        rm -rf "/etc/netns/$(<"$RUN/netns")" "$RUN/netns"
-    fi
+    # The test user's leftovers first: a process still in the namespace keeps it (and its veth)
+    # alive after `ip netns del`.
     kill_user_leftovers
+    if [[ -f $RUN/netns ]]; then
+        remove_host2 "$(<"$RUN/netns")"
+        rm -f "$RUN/netns"
+    fi
     for n in slurm.conf cgroup.conf slurmdbd.conf; do restore_etc_file "$SLURM_ETC/$n"; done
     log "down"
 }
