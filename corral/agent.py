@@ -164,7 +164,14 @@ def start(request: dict[str, Any]) -> Any:
     started go out as one SLURM array; otherwise each starts as a detached process.
     """
     entries = [(Path(j["dir"]), j["files"]) for j in request["jobs"]]
-    spawn = _sbatch(request["sbatch"]) if "sbatch" in request else _spawn
+    chosen = _sbatch(request["sbatch"]) if "sbatch" in request else _spawn
+    spawned: list[Any] = []
+
+    def spawn(dirs: list[Path]) -> list[Any]:
+        handles = chosen(dirs)
+        spawned.extend(handles)
+        return handles
+
     started = hostjobs.start(
         entries,
         request["launcher"],
@@ -172,7 +179,10 @@ def start(request: dict[str, Any]) -> Any:
         spawn=spawn,
         write=_write,
     )
-    return [{"status": _status_json(s), "handle": h} for s, h in started]
+    return [
+        {"status": _status_json(s), "handle": h, "new": any(h is x for x in spawned)}
+        for s, h in started
+    ]
 
 
 def poll(request: dict[str, Any]) -> Any:
@@ -215,9 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or args[0] not in COMMANDS:
         print(f"usage: python -m corral.agent {'|'.join(COMMANDS)}", file=sys.stderr)
         return 2
+    # The client may vanish mid-command (killed, connection dropped): finish the work anyway,
+    # so that a job submitted is always recorded as submitted.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     raw = sys.stdin.read()
     request = json.loads(raw) if raw.strip() else {}
-    json.dump(COMMANDS[args[0]](request), sys.stdout)
+    answer = COMMANDS[args[0]](request)
+    with contextlib.suppress(OSError):
+        json.dump(answer, sys.stdout)
+        sys.stdout.flush()
     return 0
 
 

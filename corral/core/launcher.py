@@ -45,6 +45,9 @@ class Launcher(abc.ABC):
     """Longest pause between two polls of this launcher's jobs, in seconds."""
     min_poll_interval: ClassVar[float] = 0.05
     """Pause after a poll that saw a change; it grows to ``poll_interval`` while nothing does."""
+    gather_delay: ClassVar[float] = 0.0
+    """While tasks are being submitted, hold ready jobs until none was added for this many
+    seconds, so that they go out together (one SLURM array rather than several)."""
 
     def __init__(
         self, connector: Connector, *, python: str | None = None, setup: Sequence[str] = ()
@@ -91,6 +94,11 @@ class Launcher(abc.ABC):
     def capacity(self, jobs: Sequence[Job]) -> int | None:
         """How many of ``jobs`` (ready, in order) may start now; None for all of them."""
         return None
+
+    def can_wait_for(self, dependency: Job) -> bool:
+        """Whether a job of this launcher may be started before ``dependency`` is done,
+        because the launcher makes it wait (e.g. SLURM's ``--dependency=afterok``)."""
+        return False
 
     def check(self, job: Job) -> None:  # noqa: B027  (optional: nothing to check by default)
         """Refuse a job this launcher can never run (raise ConfigError)."""

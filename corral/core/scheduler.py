@@ -47,6 +47,8 @@ class Scheduler:
         self._woken: set[Launcher] = set()
         self._interval: dict[Launcher, float] = {}
         self._due: dict[Launcher, float] = {}
+        self._last_add = 0.0
+        self._flush = False  # the experiment waits or leaves: nothing more to gather
         self.error: BaseException | None = None
 
     # --- called from the experiment's thread ---------------------------------------------
@@ -58,6 +60,8 @@ class Scheduler:
         with self._cond:
             self.jobs.append(job)
             self._new.append(job)
+            self._last_add = time.monotonic()
+            self._flush = False
             self._cond.notify_all()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="corral-scheduler", daemon=True)
@@ -75,6 +79,8 @@ class Scheduler:
         """Block until every job is final; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            self._flush = True
+            self._cond.notify_all()
             while not self._all_final():
                 if self.error is not None:
                     raise self.error
@@ -144,7 +150,13 @@ class Scheduler:
         """Seconds until a launcher with active jobs is due for a poll."""
         active = {j.launcher for j in self.jobs if j.state in _ACTIVE}
         dues = [self._due.get(launcher, 0.0) for launcher in active]
+        held = {j.launcher for j in self.jobs if j.state is JobState.READY}
+        dues += [self._last_add + launcher.gather_delay for launcher in held]
         return max(MIN_PAUSE, min(dues, default=time.monotonic() + 1.0) - time.monotonic())
+
+    def _gathering(self, launcher: Launcher, now: float) -> bool:
+        """Whether to hold ``launcher``'s ready jobs for more to come."""
+        return not self._flush and now - self._last_add < launcher.gather_delay
 
     def _polled(self, launcher: Launcher, changed: bool) -> None:
         """Back off while nothing changes: min interval after a change, x1.5 up to the max."""
@@ -171,12 +183,16 @@ class Scheduler:
             moved = self._apply(statuses, only_changes=True)
             self._polled(launcher, moved)
             changed = moved or changed
-        waiting = [j for j in self.jobs if j.state is JobState.WAITING]
+        waiting = [j for j in self.jobs if j.state in (JobState.WAITING, JobState.READY)]
         failed_deps = set()
         for job in waiting:
             if any(d.state is JobState.FAILED for d in job.dependencies):
                 failed_deps.add(job)
-            elif all(d.state is JobState.DONE for d in job.dependencies):
+            elif job.state is JobState.WAITING and all(
+                d.state is JobState.DONE
+                or (d.state in _ACTIVE and job.launcher.can_wait_for(d))
+                for d in job.dependencies
+            ):
                 job.state = JobState.READY
                 changed = True
         if failed_deps:
@@ -184,6 +200,8 @@ class Scheduler:
             changed = True
         ready = [j for j in self.jobs if j.state is JobState.READY]
         for launcher, batch in _by_launcher(ready).items():
+            if self._gathering(launcher, time.monotonic()):
+                continue
             room = launcher.capacity(batch)
             batch = batch if room is None else batch[:room]
             if batch:

@@ -22,12 +22,17 @@ from typing import TYPE_CHECKING, Any
 from corral.connectors.base import Connector
 from corral.connectors.local import LocalConnector
 from corral.core.hostjobs import Status
-from corral.core.job import Failure, Job, JobState, Resources
+from corral.core.job import Failure, FailureReason, Job, JobState, Resources
 from corral.core.launcher import Launcher
 from corral.errors import ConfigError
 from corral.launchers.host import Host, check_workdir
-from corral.launchers.slurm_script import SlurmOptions, check_resources, header, sbatch_options
-from corral.launchers.slurm_states import combine, controller_status
+from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options
+from corral.launchers.slurm_states import (
+    ControllerState,
+    combine,
+    controller_status,
+    parse_states,
+)
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
@@ -35,6 +40,12 @@ if TYPE_CHECKING:
     from corral.plugins.registry import Registry
 
 DEFAULT_MAX_ARRAY = 1001
+_OK: Status = (JobState.SUBMITTED, None)
+
+
+def _bases(ids: Sequence[str]) -> str:
+    """The SLURM job ids (``123``) of array task ids (``123_4``), comma-separated."""
+    return ",".join(sorted({i.split("_", 1)[0] for i in ids}))
 
 
 def _status(data: Any) -> Status | None:
@@ -62,6 +73,7 @@ class SlurmLauncher(Launcher):
     name = "slurm"
     poll_interval = 30.0
     min_poll_interval = 1.0
+    gather_delay = 1.0
 
     def __init__(
         self,
@@ -116,7 +128,7 @@ class SlurmLauncher(Launcher):
             extra=extra,
         )
         self.defaults = Resources(cpus=cpus, gpus=gpus, mem=mem, time=time)
-        check_resources(self.defaults)
+        header(sbatch_options(self.defaults, self.options))  # every value checked now
         self.throttle = throttle
         self.workdir = workdir
         self.host = Host(connector, python=python, setup=setup, workdir=workdir)
@@ -170,8 +182,8 @@ class SlurmLauncher(Launcher):
         return f"slurm:{self.host}:{self.workspace_root(workspace)}"
 
     def check(self, job: Job) -> None:
-        """Refuse resources SLURM would reject."""
-        check_resources(job.resources)
+        """Refuse resources SLURM would reject (after submit hooks changed them)."""
+        header(sbatch_options(job.resources, self.options))
 
     def render_header(self, job: Job) -> list[str]:
         """``#SBATCH`` lines, so that ``job.sh`` can also be submitted by hand."""
@@ -192,32 +204,62 @@ class SlurmLauncher(Launcher):
             result[job] = _status(answer["status"])
         return result
 
+    def can_wait_for(self, dependency: Job) -> bool:
+        """A job waits for a dependency submitted to the same cluster through ``afterok``."""
+        return self._slurm_id(dependency) is not None and self._same_cluster(dependency)
+
+    def _same_cluster(self, job: Job) -> bool:
+        other = job.launcher
+        return isinstance(other, SlurmLauncher) and str(other.host) == str(self.host)
+
+    @staticmethod
+    def _slurm_id(job: Job) -> str | None:
+        handle = job.handle
+        return str(handle["id"]) if isinstance(handle, dict) and "id" in handle else None
+
     def start(
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
-        """One array (one sbatch) per group of jobs with equal options and dependencies."""
+        """One array (one sbatch) per group of jobs with equal options and dependencies.
+
+        Jobs depending on others of the same batch go out after them, in an array that
+        waits for them (``afterok``), so a whole chain is queued at once.
+        """
         root = self.workspace_root(workspace)
-        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Job]] = defaultdict(list)
-        for job in jobs:
-            waits_for = tuple(
-                sorted(
-                    d.handle["id"]
-                    for d in job.dependencies
-                    if not d.state.final
-                    and isinstance(d.handle, dict)
-                    and "id" in d.handle
-                    and d.launcher.location(workspace) == self.location(workspace)
-                )
-            )
-            groups[(tuple(sbatch_options(job.resources, self.options)), waits_for)].append(job)
         result: dict[Job, Status] = {}
-        size = self.max_array_size()
-        for (options, waits_for), members in groups.items():
-            for i in range(0, len(members), size):
-                chunk = members[i : i + size]
-                result.update(
-                    self._submit_array(chunk, list(options), list(waits_for), root, workspace)
+        pending = list(jobs)
+        while pending:
+            batch = set(pending)
+            level = [j for j in pending if not any(d in batch for d in j.dependencies)]
+            pending = [j for j in pending if j not in set(level)]
+            groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Job]] = defaultdict(list)
+            for job in level:
+                refused = [d.name for d in job.dependencies if result.get(d, _OK)[0].final]
+                if refused:  # a parent of this batch was refused by sbatch
+                    failure = Failure(
+                        FailureReason.DEPENDENCY, f"dependency failed: {', '.join(refused)}"
+                    )
+                    self.mark_failed(job, failure)
+                    result[job] = (JobState.FAILED, failure)
+                    continue
+                waits_for = tuple(
+                    sorted(
+                        sid
+                        for d in job.dependencies
+                        if not d.state.final
+                        and self._same_cluster(d)
+                        and (sid := self._slurm_id(d)) is not None
+                    )
                 )
+                options = tuple(sbatch_options(job.resources, self.options))
+                groups[(options, waits_for)].append(job)
+            size = self.max_array_size()
+            for (options, waits_for), members in groups.items():
+                for i in range(0, len(members), size):
+                    chunk = members[i : i + size]
+                    result.update(
+                        self._submit_array(chunk, list(options), list(waits_for), root, workspace)
+                    )
         return result
 
     def _submit_array(
@@ -238,18 +280,19 @@ class SlurmLauncher(Launcher):
                 "path": str(arrays / f"{uuid.uuid4().hex[:16]}.sh"),
                 "options": options,
                 "name": "corral",
-                "comment": f"corral {len(jobs)} job(s) {jobs[0].relpath}",
+                "comment": f"corral:{len(jobs)}:{jobs[0].relpath}",
                 "output": str(arrays / "%A_%a.out"),
                 "dependency": waits_for,
                 "throttle": self.throttle,
             },
         }
         answers = self.host.call("start", request)
-        if any(isinstance(a["handle"], dict) and "wrapper" in a["handle"] for a in answers) or any(
+        rejected = any(
             a["status"] and a["status"][1] and a["status"][1].get("reason") == "rejected"
             for a in answers
-        ):
-            self.counts["sbatch"] += 1
+        )
+        if rejected or any(a.get("new") for a in answers):
+            self.counts["sbatch"] += 1  # the agent ran sbatch once for this batch
         result: dict[Job, Status] = {}
         for job, answer in zip(jobs, answers, strict=True):
             status = _status(answer["status"])
@@ -277,25 +320,37 @@ class SlurmLauncher(Launcher):
             markers = self.host.call("inspect", {"dirs": [str(j.directory) for j in ended]})
             for job, marker in zip(ended, markers, strict=True):
                 result[job] = combine(views[job], _status(marker))
+        for job, (_, failure) in result.items():
+            if failure is not None and failure.reason is FailureReason.CANCELLED:
+                failed = [
+                    d.name
+                    for d in job.dependencies
+                    if result.get(d, (d.state, None))[0] is JobState.FAILED
+                ]
+                if failed:  # cancelled by SLURM because a parent failed (afterok)
+                    why = f"dependency failed: {', '.join(failed)}"
+                    result[job] = (JobState.FAILED, Failure(FailureReason.DEPENDENCY, why))
         return result
 
-    def _controller_states(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+    def _controller_states(self, ids: list[str]) -> dict[str, ControllerState]:
+        """One sacct call where accounting works, else one squeue call; squeue also for the
+        jobs sacct does not know yet (slurmdbd learns of a job seconds after sbatch)."""
         if not ids:
             return {}
-        bases = ",".join(sorted({i.split("_")[0] for i in ids}))
-        states: dict[str, tuple[str, str]] = {}
+        states: dict[str, ControllerState] = {}
         if self.accounting():
-            out = self.run(["sacct", "-n", "-X", "-P", "-j", bases, "-o", "JobID,State,Reason"])
-            for line in out.stdout.splitlines():
-                parts = line.split("|")
-                if len(parts) >= 2:
-                    states[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
-        else:
-            out = self.run(["squeue", "-h", "-r", "-t", "all", "-j", bases, "-o", "%i|%T|%r"])
-            for line in out.stdout.splitlines():
-                parts = line.split("|")
-                if len(parts) == 3:
-                    states[parts[0]] = (parts[1], parts[2])
+            out = self.run(
+                ["sacct", "-n", "-X", "-P", "-j", _bases(ids), "-o", "JobID,State,Reason"]
+            )
+            if out.ok:
+                states = parse_states(out.stdout, ids)
+        missing = [i for i in ids if i not in states]
+        if missing:
+            # After MinJobAge squeue forgets a job and exits 1 if it knows none: "gone".
+            out = self.run(
+                ["squeue", "-h", "-r", "-t", "all", "-j", _bases(missing), "-o", "%i|%T|%r"]
+            )
+            states.update(parse_states(out.stdout, missing))
         return states
 
     def cancel(self, jobs: Sequence[Job]) -> None:

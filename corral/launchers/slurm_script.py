@@ -84,8 +84,12 @@ def sbatch_options(resources: Resources, options: SlurmOptions) -> list[str]:
 
 
 def header(lines: Sequence[str]) -> list[str]:
-    """``#SBATCH`` lines, each value quoted for the shell that will never run them."""
-    return [f"#SBATCH {shlex.quote(line)}" for line in lines]
+    """``#SBATCH`` lines. sbatch reads them itself (no shell), so a value with white space or
+    a quote, which it would split or keep verbatim, is refused."""
+    for line in lines:
+        if re.search(r"[\s'\"\\]", line):
+            raise ConfigError(f"SLURM option {line!r}: white space and quotes are not allowed")
+    return [f"#SBATCH {line}" for line in lines]
 
 
 def array_wrapper(

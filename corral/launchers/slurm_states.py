@@ -1,8 +1,14 @@
-"""SLURM job states mapped to corral's (pure)."""
+"""SLURM job states mapped to corral's, and the output of ``squeue``/``sacct`` parsed (pure)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
+
 from corral.core.job import Failure, FailureReason, JobState
+
+ControllerState = tuple[str, str]
+"""A SLURM state word and its reason, as printed by squeue or sacct."""
 
 ACTIVE = {
     "PENDING": JobState.SUBMITTED,
@@ -87,3 +93,49 @@ def combine(
         return controller
     why = "the job ended without a result" if controller else "the job is gone from SLURM"
     return JobState.FAILED, Failure(FailureReason.LOST, why)
+
+
+_COMPRESSED = re.compile(r"^(\d+)_\[([^\]]+)\]$")
+
+
+def expand_indices(spec: str) -> list[str]:
+    """Array indices from SLURM's compressed form: ``"0-3,7%2"`` → 0, 1, 2, 3, 7."""
+    indices: list[str] = []
+    for part in spec.split("%", 1)[0].split(","):
+        first, sep, last = part.partition("-")
+        if not first.isdigit() or (sep and not last.isdigit()):
+            continue
+        indices += [str(i) for i in range(int(first), int(last if sep else first) + 1)]
+    return indices
+
+
+def parse_states(text: str, wanted: Collection[str]) -> dict[str, ControllerState]:
+    """``{array task id: (state, reason)}`` for the ``wanted`` ids (``"123_4"``) found in
+    ``id|state|reason`` lines of ``squeue -r`` or ``sacct -X -P``.
+
+    sacct prints the pending tasks of an array compressed (``123_[4-9%2]``), or the whole
+    array as ``123`` while none started: both are expanded to the wanted tasks. A bare ``123``
+    in any other state is the record of one task whose index it does not tell: ignored.
+    """
+    tasks: dict[str, ControllerState] = {}
+    whole: dict[str, ControllerState] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        job_id, state = parts[0], (parts[1], parts[2] if len(parts) > 2 else "")
+        compressed = _COMPRESSED.match(job_id)
+        if compressed:
+            base = compressed.group(1)
+            for index in expand_indices(compressed.group(2)):
+                tasks.setdefault(f"{base}_{index}", state)
+        elif "_" in job_id:
+            tasks[job_id] = state
+        elif state[0] == "PENDING":
+            whole[job_id] = state
+    found: dict[str, ControllerState] = {}
+    for task in wanted:
+        seen = tasks.get(task) or whole.get(task.split("_", 1)[0])
+        if seen is not None:
+            found[task] = seen
+    return found

@@ -82,7 +82,7 @@ def wait_until_running(launcher: Launcher, job: Job, timeout: float = 30.0) -> N
     while not launcher.connector.exists(job.directory / ".corral" / "run.lock"):
         if time.monotonic() > deadline:
             raise AssertionError(f"{job.name} did not start within {timeout} s")
-        assert launcher.poll([job])[job][0] is JobState.RUNNING
+        assert launcher.poll([job])[job][0] in (JobState.SUBMITTED, JobState.RUNNING)
         time.sleep(0.05)
 
 

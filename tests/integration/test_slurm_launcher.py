@@ -1,0 +1,224 @@
+"""The SLURM launcher against the rig's real slurmctld/slurmd, locally and over SSH."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from corral import ConfigError, JobFailedError, experiment
+from corral.connectors.ssh import SSHConnector, close_all
+from corral.launchers.slurm import SlurmLauncher
+from corral.testing import LauncherConformance
+from tests.execution.tasks import After, Fail, Record, read_log
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool():
+    yield
+    close_all()
+
+
+class TestSlurmLauncher(LauncherConformance):
+    @pytest.fixture
+    def launcher_factory(self, slurm_cluster):
+        return lambda: SlurmLauncher(time="5")
+
+
+@pytest.fixture
+def remote_workdir(ssh_host) -> str:
+    path = f"/home/corraltest/slurm-{uuid.uuid4().hex[:10]}"
+    yield path
+    SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config).run(["rm", "-rf", "--", path])
+
+
+class TestSlurmLauncherOverSSH(LauncherConformance):
+    @pytest.fixture
+    def launcher_factory(self, slurm_cluster, ssh_host, rig, remote_workdir):
+        return lambda: SlurmLauncher(
+            SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config),
+            workdir=remote_workdir,
+            python=rig.python,
+            time="5",
+        )
+
+
+def test_seed_tasks_run_on_slurm(slurm_cluster, tmp_path):
+    from tests.execution.seed_execution import Evaluate, SampledFold, WritingModelLearn
+    from tests.seed_tasks import Dataset, Documents, Model, Topics
+
+    log = tmp_path / "log"
+    launcher = SlurmLauncher(time="5")
+    with experiment(tmp_path / "ws", "seed", launcher=launcher):
+        learn = WritingModelLearn(model=Model(hidden=9))
+        learn.submit()
+        fold = SampledFold(dataset=Dataset(topics=Topics(path="/t"), documents=Documents(path="/d")),
+                           log=str(log))
+        Evaluate(dataset=fold.submit(), log=str(log)).submit()
+    assert learn.parameters.read_bytes() == b"weights of 9"
+    records = {r["name"]: r for r in read_log(log)}
+    assert records["evaluate"]["start"] >= records["fold"]["end"]
+
+
+def test_fifty_tasks_go_out_as_one_array(slurm_cluster, tmp_path):
+    launcher = SlurmLauncher(time="5")
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "array", launcher=launcher) as xp:
+        for i in range(50):
+            Record(name=f"a{i}", log=log).submit()
+    assert len(read_log(log)) == 50
+    assert launcher.counts["sbatch"] == 1
+    arrays = {j.handle["array"] for j in xp.jobs.values()}
+    assert len(arrays) == 1
+    # status calls: one per poll cycle for all 50, backing off (not one per job)
+    status_calls = launcher.counts["squeue"] + launcher.counts["sacct"]
+    assert 1 <= status_calls <= 10
+
+
+def test_chain_runs_without_the_client_and_a_failed_parent_ends_its_dependents(
+    slurm_cluster, tmp_path
+):
+    log = tmp_path / "log"
+    launcher = SlurmLauncher(time="5")
+    with experiment(tmp_path / "ws", "chain", launcher=launcher, wait=False):
+        ok = Record(name="parent", sleep=1.0, log=log)
+        ok.submit()
+        After(before=ok, log=log).submit()
+        bad = Fail(how="raise", log=log)
+        bad.submit()
+        FailingChild(parent=bad, log=str(log)).submit()
+    assert launcher.counts["sbatch"] == 3  # the parents, then one afterok array per parent
+    with pytest.raises(JobFailedError) as e:
+        with experiment(tmp_path / "ws", "chain", launcher=SlurmLauncher(time="5")):
+            ok = Record(name="parent", sleep=1.0, log=log)
+            ok.submit()
+            After(before=ok, log=log).submit()
+            bad = Fail(how="raise", log=log)
+            bad.submit()
+            FailingChild(parent=bad, log=str(log)).submit()
+    reasons = sorted((f.task.rsplit(".", 1)[-1], f.reason) for f in e.value.failures)
+    assert reasons == [("Fail", "failed"), ("FailingChild", "dependency")]
+    names = sorted(r["name"] for r in read_log(log))
+    assert names == ["after", "fail-raise", "parent"]  # each ran once, the child never
+
+
+def test_bad_partition_is_rejected_with_slurms_message(slurm_cluster, tmp_path):
+    launcher = SlurmLauncher(partition="nosuchpartition")
+    with pytest.raises(JobFailedError) as e:
+        with experiment(tmp_path / "ws", "rejected", launcher=launcher):
+            Record(name="r", log=tmp_path / "log").submit()
+    (failure,) = e.value.failures
+    assert failure.reason == "rejected"
+    assert "invalid partition" in failure.message.lower()
+
+
+def test_bad_options_are_refused_before_submission():
+    with pytest.raises(ConfigError, match="time '90 minutes'"):
+        SlurmLauncher(time="90 minutes")
+    with pytest.raises(ConfigError, match="unknown SLURM option 'partiton'"):
+        SlurmLauncher().with_(partiton="short")
+    assert SlurmLauncher().with_(partition="short").options.partition == "short"
+
+
+@pytest.mark.cgroup
+def test_job_over_its_memory_ends_oom(slurm_cluster, tmp_path):
+    launcher = SlurmLauncher(mem="64M", time="5")
+    with pytest.raises(JobFailedError) as e:
+        with experiment(tmp_path / "ws", "oom", launcher=launcher):
+            Hog(megabytes=400).submit()
+    assert [f.reason for f in e.value.failures] == ["oom"]
+
+
+CLIENT = """
+import json, sys
+from corral import experiment
+from corral.connectors.ssh import SSHConnector
+from corral.launchers.slurm import SlurmLauncher
+from tests.execution.tasks import Record
+
+args = json.loads(sys.argv[1])
+launcher = SlurmLauncher(SSHConnector(args["alias"], config_file=args["config"]),
+                         workdir=args["workdir"], python=args["python"], time="5")
+with experiment(args["local"], "slurm-ssh", launcher=launcher):
+    for i in range(args["n"]):
+        Record(name=f"r{i}", sleep=args["sleep"], log=args["log"]).submit()
+print(json.dumps(dict(launcher.counts)), flush=True)
+"""
+
+
+def ssh_client(tmp_path, **args) -> subprocess.Popen:
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent(CLIENT))
+    command = ("mount -t tmpfs none /home/corraltest && "
+               f"exec {sys.executable} {script} '{json.dumps(args)}'")
+    return subprocess.Popen(["unshare", "-m", "sh", "-c", command],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_over_ssh_with_a_constant_number_of_round_trips(
+    slurm_cluster, ssh_host, rig, remote_workdir, tmp_path
+):
+    args = {"alias": ssh_host.alias, "config": str(ssh_host.ssh_config),
+            "workdir": remote_workdir, "python": rig.python, "local": str(tmp_path / "ws"),
+            "log": f"{remote_workdir}-log", "n": 30, "sleep": 0}
+    out, err = ssh_client(tmp_path, **args).communicate(timeout=180)
+    assert out, err
+    counts = json.loads(out)
+    assert counts["sbatch"] == 1  # 30 job directories uploaded and submitted in one command
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    assert len(c.read_text(args["log"]).splitlines()) == 30
+    c.remove(args["log"])
+
+
+def test_client_killed_then_rerun_reattaches_without_resubmitting(
+    slurm_cluster, ssh_host, rig, remote_workdir, tmp_path
+):
+    args = {"alias": ssh_host.alias, "config": str(ssh_host.ssh_config),
+            "workdir": remote_workdir, "python": rig.python, "local": str(tmp_path / "ws"),
+            "log": f"{remote_workdir}-log", "n": 2, "sleep": 4}
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    first = ssh_client(tmp_path, **args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not c.exists(f"{remote_workdir}/.corral/arrays"):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    out, err = ssh_client(tmp_path, **args).communicate(timeout=180)
+    assert out, err
+    assert json.loads(out).get("sbatch", 0) == 0  # re-attached, nothing submitted again
+    assert len(c.read_text(args["log"]).splitlines()) == 2
+    assert len(c.listdir(f"{remote_workdir}/.corral/arrays")) >= 1
+    c.remove(args["log"])
+
+
+from corral import Meta, Param, Task  # noqa: E402
+
+
+class FailingChild(Task):
+    parent: Param[Fail]
+    log: Meta[str]
+
+    def execute(self) -> None:
+        raise AssertionError("must not run")
+
+
+class Hog(Task):
+    megabytes: Param[int]
+
+    def execute(self) -> None:
+        block = bytearray(self.megabytes * 1024 * 1024)
+        for i in range(0, len(block), 4096):
+            block[i] = 1

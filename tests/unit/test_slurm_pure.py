@@ -1,0 +1,117 @@
+"""SLURM script rendering (golden files) and state mapping: pure functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral import ConfigError
+from corral.core.job import Failure, FailureReason, JobState, Resources
+from corral.launchers.slurm_script import SlurmOptions, array_wrapper, sbatch_options
+from corral.launchers.slurm_states import combine, controller_status
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def test_array_wrapper_matches_golden_file(request):
+    options = sbatch_options(
+        Resources(cpus=4, gpus=1, mem="16G", time="02:00:00"),
+        SlurmOptions.make(partition="gpu", account="lab", extra={"--exclusive": None,
+                                                                 "--mail-type": "END"}),
+    )
+    text = array_wrapper(
+        ["/scratch/ws/jobs/pkg.Learn/aa", "/scratch/ws/jobs/pkg.Learn/b b", "/x/it's"],
+        options,
+        name="corral",
+        comment="corral:3:jobs/pkg.Learn/aa",
+        output="/scratch/ws/.corral/arrays/%A_%a.out",
+        dependency=["101_0", "101_3"],
+        throttle=2,
+    )
+    golden = DATA / "slurm_array.sh"
+    if request.config.getoption("--update-golden"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_sbatch_options_defaults_and_validation():
+    assert sbatch_options(Resources(), SlurmOptions()) == ["--cpus-per-task=1"]
+    with pytest.raises(ConfigError, match="unknown SLURM option 'partitoin'; valid: account, "):
+        SlurmOptions.make(partitoin="x")
+    with pytest.raises(ConfigError, match="time '2h': expected minutes, 'HH:MM:SS'"):
+        sbatch_options(Resources(time="2h"), SlurmOptions())
+    with pytest.raises(ConfigError, match="mem '4 GB': expected e.g. '4G'"):
+        sbatch_options(Resources(mem="4 GB"), SlurmOptions())
+    with pytest.raises(ConfigError, match="extra option '-x'"):
+        SlurmOptions.make(extra={"-x": "1"})
+    from corral.launchers.slurm_script import header
+
+    with pytest.raises(ConfigError, match="white space and quotes are not allowed"):
+        header(sbatch_options(Resources(), SlurmOptions.make(partition="a b")))
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "expected"),
+    [
+        ("PENDING", "Priority", (JobState.SUBMITTED, None)),
+        ("RUNNING", "None", (JobState.RUNNING, None)),
+        ("COMPLETING", "", (JobState.RUNNING, None)),
+        ("COMPLETED", "", (JobState.DONE, None)),
+        ("TIMEOUT", "", FailureReason.TIMEOUT),
+        ("OUT_OF_MEMORY", "", FailureReason.OUT_OF_MEMORY),
+        ("CANCELLED by 0", "", FailureReason.CANCELLED),
+        ("CANCELLED", "DependencyNeverSatisfied", FailureReason.DEPENDENCY),
+        ("NODE_FAIL", "", FailureReason.NODE_FAIL),
+        ("PREEMPTED", "", FailureReason.PREEMPTED),
+        ("FAILED", "NonZeroExitCode", FailureReason.FAILED),
+        ("BOOT_FAIL", "", FailureReason.NODE_FAIL),
+    ],
+)
+def test_controller_states(state, reason, expected):
+    status = controller_status(state, reason)
+    assert status is not None
+    if isinstance(expected, FailureReason):
+        assert status[0] is JobState.FAILED
+        assert status[1].reason is expected
+    else:
+        assert status == expected
+
+
+def test_marker_wins_except_for_what_only_the_controller_knows():
+    done = (JobState.DONE, None)
+    killed = (JobState.FAILED, Failure(FailureReason.KILLED, "killed by SIGTERM"))
+    raised = (JobState.FAILED, Failure(FailureReason.FAILED, "ValueError: x"))
+    timeout = controller_status("TIMEOUT")
+    assert combine(controller_status("COMPLETED"), done) == done
+    assert combine(controller_status("FAILED"), raised) == raised
+    assert combine(timeout, killed) == timeout  # the limit, not the SIGTERM it sent
+    assert combine(controller_status("RUNNING"), killed) == controller_status("RUNNING")
+    assert combine(None, done) == done
+    lost = combine(controller_status("COMPLETED"), None)
+    assert lost[1].reason is FailureReason.LOST
+    assert combine(None, None)[1].reason is FailureReason.LOST
+
+
+def test_parse_states_expands_arrays_and_ignores_ambiguous_records():
+    from corral.launchers.slurm_states import expand_indices, parse_states
+
+    assert expand_indices("0-3,7%2") == ["0", "1", "2", "3", "7"]
+    assert expand_indices("5") == ["5"]
+    sacct = "\n".join([
+        "40_0|COMPLETED|None",
+        "40_[2-3%1]|PENDING|JobArrayTaskLimit",
+        "41|PENDING|Dependency",  # a whole array, no task started
+        "42|FAILED|None",  # the record of some task of 42: which one, it does not say
+        "",
+    ])
+    wanted = ["40_0", "40_1", "40_2", "40_3", "41_0", "41_5", "42_0"]
+    assert parse_states(sacct, wanted) == {
+        "40_0": ("COMPLETED", "None"),
+        "40_2": ("PENDING", "JobArrayTaskLimit"),
+        "40_3": ("PENDING", "JobArrayTaskLimit"),
+        "41_0": ("PENDING", "Dependency"),
+        "41_5": ("PENDING", "Dependency"),
+    }
+    squeue = "7_0|RUNNING|None\n7_1|PENDING|Resources\n"
+    assert parse_states(squeue, ["7_1"]) == {"7_1": ("PENDING", "Resources")}
