@@ -15,7 +15,8 @@ def plugins_command() -> None:
     plugins = Plugins()
 
     def origin(plugin: str) -> str:
-        return f"{plugin} ({plugins.distributions.get(plugin, '?')})"
+        dist = plugins.distribution(plugin)
+        return f"{plugin} ({dist})" if dist else plugin
 
     for title, registry in (("launchers", plugins.launchers), ("connectors", plugins.connectors)):
         click.echo(f"{title}:")
@@ -27,4 +28,6 @@ def plugins_command() -> None:
             )
     click.echo("hook implementations:")
     for hook, names in plugins.hook_implementations().items():
-        click.echo(f"  {hook}: {', '.join(names) or '(none)'}")
+        click.echo(f"  {hook}:" + ("" if names else " (none)"))
+        for name in names:
+            click.echo(f"    {origin(name)}")

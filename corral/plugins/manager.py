@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -40,7 +41,13 @@ def _own_distribution() -> str:
 
 
 class Plugins:
-    """The plugin manager of one experiment (or one CLI invocation)."""
+    """The plugin manager of one experiment (or one CLI invocation).
+
+    :param builtins: modules of the built-in plugins.
+    :param entry_points: also load the plugins of the ``corral`` entry-point group.
+    :param extra: plugin objects (modules, classes, instances) registered last, each named
+        after its module or class (``pkg.mod.MyPlugin``), so messages can name it.
+    """
 
     def __init__(
         self,
@@ -54,6 +61,8 @@ class Plugins:
         blocked = {n.strip() for n in os.environ.get("CORRAL_DISABLE_PLUGINS", "").split(",")}
         for name in blocked - {""}:
             self.pm.set_blocked(name)
+        self.distributions: dict[str, str] = {}
+        """The distribution (``name version``) of each installed plugin, by plugin name."""
         for module_name in builtins:
             if self.pm.is_blocked(module_name):
                 continue
@@ -61,18 +70,66 @@ class Plugins:
                 module = importlib.import_module(module_name)
             except Exception as exc:
                 raise PluginError(f"plugin {module_name!r} failed to import: {exc}") from exc
-            self.pm.register(module, name=module_name)
-        self.distributions: dict[str, str] = {name: _own_distribution() for name in builtins}
+            self.distributions[module_name] = _own_distribution()
+            self._register(module, module_name)
         if entry_points:
             self._load_entry_points()
         for plugin in extra:
-            self.pm.register(plugin)
+            self._register(plugin, self._readable_name(plugin))
+        self._check_pending()
+        self._launchers: Registry[Launcher] | None = None
+        self._connectors: Registry[Connector] | None = None
+
+    def _register(self, plugin: object, name: str) -> None:
+        if self.pm.is_registered(plugin):
+            raise PluginError(
+                f"plugin {self.pm.get_name(plugin)!r} is registered twice (again as {name!r})"
+            )
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            # pluggy's message spans lines and repeats the name; the CLI prints one line
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            detail = detail.removeprefix(f"Plugin {name!r} ")
+            raise PluginError(f"plugin {self.describe(name)}: {detail}") from exc
+
+    def _readable_name(self, plugin: object) -> str:
+        """A name for a plugin passed as an object: its module or class path, made unique."""
+        if isinstance(plugin, ModuleType):
+            base = plugin.__name__
+        else:
+            cls = plugin if isinstance(plugin, type) else type(plugin)
+            base = f"{cls.__module__}.{cls.__qualname__}"
+        name, n = base, 1
+        while self.pm.get_plugin(name) is not None:
+            n += 1
+            name = f"{base}#{n}"
+        return name
+
+    def _check_pending(self) -> None:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
-        self._launchers: Registry[Launcher] | None = None
-        self._connectors: Registry[Connector] | None = None
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            unknown = sorted(
+                hook
+                for hook, caller in vars(self.pm.hook).items()
+                if not hook.startswith("_")
+                and not caller.has_spec()
+                and any(i.plugin is exc.plugin for i in caller.get_hookimpls())
+            )
+            known = ", ".join(sorted(self._specified_hooks()))
+            raise PluginError(
+                f"plugin {self.describe(name)} implements unknown hook(s) "
+                f"{', '.join(unknown)}; known: {known}"
+            ) from exc
+
+    def _specified_hooks(self) -> list[str]:
+        return [
+            name
+            for name, caller in vars(self.pm.hook).items()
+            if not name.startswith("_") and caller.has_spec()
+        ]
 
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points
@@ -88,19 +145,28 @@ class Plugins:
                     f"plugin {ep.name!r} ({ep.value}, from {dist}) failed to import: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            self.pm.register(plugin, name=ep.name)
             self.distributions[ep.name] = dist
+            self._register(plugin, ep.name)
+
+    def distribution(self, plugin: str) -> str | None:
+        """The distribution (``name version``) of a plugin; None for one passed in code."""
+        return self.distributions.get(plugin)
+
+    def describe(self, plugin: str) -> str:
+        """A plugin's quoted name, with its distribution when it has one."""
+        dist = self.distribution(plugin)
+        return f"{plugin!r} (from {dist})" if dist else repr(plugin)
 
     def hook_implementations(self) -> dict[str, list[str]]:
-        """For each hook, the names of the plugins implementing it, in call order."""
+        """For each hook, the plugins implementing it, in registration order."""
         return {
             name: [impl.plugin_name for impl in getattr(self.pm.hook, name).get_hookimpls()]
-            for name in sorted(n for n in dir(self.pm.hook) if n.startswith("corral_"))
+            for name in sorted(self._specified_hooks())
         }
 
     def _collect(self, hook: Any, kind: str) -> Registry[Any]:
         registry: Registry[Any] = Registry(kind)
-        for impl in reversed(hook.get_hookimpls()):  # in registration order
+        for impl in hook.get_hookimpls():  # in registration order
             registry.current_plugin = impl.plugin_name
             impl.function(registry=registry)
         return registry

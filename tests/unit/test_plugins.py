@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import pluggy
 import pytest
 
-from corral import PluginError
+from corral import PluginError, __version__
+from corral.cli import main
 from corral.connectors.local import LocalConnector
 from corral.launchers.local import LocalLauncher
 from corral.plugins.manager import Plugins
@@ -34,8 +39,11 @@ def test_duplicate_name_names_both_plugins():
         _ = plugins.launchers
     message = str(e.value)
     assert "launcher name 'local' registered twice" in message
-    assert "corral.launchers.local" in message
-    assert "Duplicate" in message
+    assert "by plugin 'corral.launchers.local' (corral.launchers.local.LocalLauncher)" in message
+    assert (
+        "by plugin 'tests.unit.test_plugins.DuplicatePlugin' (tests.unit.test_plugins.Duplicate)"
+        in message
+    )
 
 
 class Misspelled:
@@ -45,8 +53,86 @@ class Misspelled:
 
 
 def test_misspelled_hook_fails_at_start():
-    with pytest.raises(PluginError, match="corral_register_launcher"):
+    with pytest.raises(PluginError) as e:
         Plugins(entry_points=False, extra=(Misspelled(),))
+    assert str(e.value) == (
+        "plugin 'tests.unit.test_plugins.Misspelled' implements unknown hook(s) "
+        "corral_register_launcher; known: corral_job_finished, corral_prepare_job, "
+        "corral_register_connectors, corral_register_launchers"
+    )
+    assert isinstance(e.value.__cause__, pluggy.PluginValidationError)
+
+
+class WrongSignature:
+    @hookimpl
+    def corral_prepare_job(self, job, launcher, priority):
+        pass
+
+
+def test_wrong_hook_signature_is_a_plugin_error_naming_the_plugin():
+    with pytest.raises(PluginError) as e:
+        Plugins(entry_points=False, extra=(WrongSignature(),))
+    message = str(e.value)
+    assert message.startswith(
+        "plugin 'tests.unit.test_plugins.WrongSignature': for hook 'corral_prepare_job'"
+    )
+    assert "hookimpl definition: corral_prepare_job(job, launcher, priority)" in message
+    assert "priority" in message.rsplit(";", 1)[-1]
+    assert "\n" not in message
+    assert isinstance(e.value.__cause__, pluggy.PluginValidationError)
+
+
+def test_wrong_hook_signature_of_an_installed_plugin_is_one_line_in_the_cli(
+    tmp_path, monkeypatch, capsys
+):
+    fake_distribution(
+        tmp_path,
+        "sloppy",
+        "from corral.plugins.markers import hookimpl\n"
+        "@hookimpl\ndef corral_job_finished(job, state, when):\n    pass\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["corral", "plugins"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(
+        "corral: error: plugin 'sloppy' (from sloppy 0.3): for hook 'corral_job_finished'"
+    )
+    assert err.count("\n") == 1
+
+
+class Recorder:
+    @hookimpl
+    def corral_job_finished(self, job, state):
+        pass
+
+
+def test_plugins_passed_in_code_get_readable_unique_names():
+    import corral.launchers.local as module
+
+    plugins = Plugins(
+        builtins=(), entry_points=False, extra=(Recorder(), Recorder(), Recorder, module)
+    )
+    assert plugins.hook_implementations()["corral_job_finished"] == [
+        "tests.unit.test_plugins.Recorder",
+        "tests.unit.test_plugins.Recorder#2",
+        "tests.unit.test_plugins.Recorder#3",
+    ]
+    assert plugins.launchers.origin("local") == "corral.launchers.local"
+    assert plugins.distribution("tests.unit.test_plugins.Recorder") is None
+
+
+def test_the_same_plugin_object_twice_is_a_plugin_error():
+    recorder = Recorder()
+    with pytest.raises(
+        PluginError,
+        match=r"^plugin 'tests.unit.test_plugins.Recorder' is registered twice "
+        r"\(again as 'tests.unit.test_plugins.Recorder#2'\)$",
+    ):
+        Plugins(builtins=(), entry_points=False, extra=(recorder, recorder))
 
 
 def test_unknown_builtin_module_is_named():
@@ -103,6 +189,38 @@ def test_external_plugin_registers_like_a_builtin(tmp_path, monkeypatch):
     assert plugins.launchers.origin("batch") == "batchy"
     assert plugins.distributions["batchy"] == "batchy 0.3"
     assert "batchy" in plugins.hook_implementations()["corral_register_launchers"]
+
+
+def plugins_listing(monkeypatch, capsys) -> str:
+    monkeypatch.setattr(sys, "argv", ["corral", "plugins"])
+    main()
+    return capsys.readouterr().out
+
+
+def test_cli_lists_hook_implementations_with_their_distribution(tmp_path, monkeypatch, capsys):
+    fake_distribution(
+        tmp_path,
+        "hooky",
+        "from corral.plugins.markers import hookimpl\n"
+        "@hookimpl\ndef corral_prepare_job(job, launcher):\n    pass\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    listing = plugins_listing(monkeypatch, capsys)
+    assert "  corral_prepare_job:\n    hooky (hooky 0.3)\n" in listing
+    assert (
+        "  corral_register_launchers:\n"
+        f"    corral.launchers.local (corral {__version__})\n"
+    ) in listing
+
+
+def test_cli_lists_the_example_plugin_with_its_distribution(monkeypatch, capsys):
+    try:
+        example = version("corral-plugin-example")
+    except PackageNotFoundError:
+        pytest.skip("the example plugin is not installed")
+    listing = plugins_listing(monkeypatch, capsys)
+    hooks = listing.split("hook implementations:\n", 1)[1]
+    assert f"    nice (corral-plugin-example {example})\n" in hooks
 
 
 def test_every_hook_is_documented():
