@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import os
 import re
@@ -99,6 +100,7 @@ class Experiment:
         key = launcher + json.dumps(options, sort_keys=True, default=str)
         if key not in self._launchers:
             cls = self.plugins.launchers.get(launcher)
+            check_options(f"launcher {launcher!r}", cls, options)
             self._launchers[key] = cls(**options)
         return self._launchers[key]
 
@@ -166,6 +168,24 @@ class Experiment:
         """Stop scheduling and close the record."""
         self.scheduler.stop()
         self._record.close()
+
+
+def check_options(what: str, factory: Any, options: dict[str, Any]) -> None:
+    """Refuse keyword ``options`` that ``factory`` does not take, listing those it takes."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = sorted(
+        name
+        for name, p in params.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"{what}: unknown option {unknown[0]!r}; valid: {', '.join(valid)}")
 
 
 def _check_importable(task: Task) -> None:

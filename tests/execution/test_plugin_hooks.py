@@ -110,3 +110,11 @@ def test_submit_by_unknown_launcher_name_lists_the_registered_names(workspace, l
             Record(name="x", log=log).submit(launcher="lcoal", cpus=1)
     assert str(e.value) == "unknown launcher 'lcoal'; known: batch, local, slurm, ssh"
     assert read_log(log) == []
+
+
+def test_unknown_launcher_option_lists_the_valid_ones(tmp_path):
+    from corral import ConfigError, experiment
+
+    with experiment(tmp_path / "ws", "opts") as xp:
+        with pytest.raises(ConfigError, match=r"launcher 'local': unknown option 'cpu'; valid: .*cpus"):
+            xp.resolve_launcher("local", cpu=1)
