@@ -13,7 +13,8 @@ to job directories on its own host, exactly as the local launcher does on the cl
 - ``inspect``: each directory's final marker, if any.
 
 For ``"launcher": "slurm"`` liveness is the job's SLURM state (``squeue``), and a ``start``
-writes one array wrapper for the batch and submits it with a single ``sbatch``.
+writes one array wrapper for the batch and submits it with a single ``sbatch``
+(:mod:`corral.launchers.slurm_host`).
 """
 
 from __future__ import annotations
@@ -41,75 +42,6 @@ def _status_json(status: Status | None) -> Any:
 
 def _alive(handles: list[Any]) -> list[bool]:
     return [procs.handle_alive(h) for h in handles]
-
-
-def _clean_env() -> dict[str, str]:
-    """This environment without SLURM_* (a submission from inside a job must not inherit)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-
-
-def slurm_states(ids: list[str]) -> dict[str, str]:
-    """``{array task id: SLURM state}`` from one ``squeue`` call."""
-    bases = sorted({i.split("_")[0] for i in ids})
-    if not bases:
-        return {}
-    out = subprocess.run(
-        ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(bases), "-o", "%i|%T"],
-        capture_output=True,
-        text=True,
-        env=_clean_env(),
-        timeout=120,
-        check=False,
-    )
-    # After MinJobAge squeue forgets a job (and exits 1 if it knows none): gone, not alive.
-    return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
-
-
-def _slurm_alive(handles: list[Any]) -> list[bool]:
-    from corral.launchers.slurm_states import ACTIVE
-
-    ids = [h["id"] for h in handles if isinstance(h, dict) and "id" in h]
-    states = slurm_states(ids)
-    return [isinstance(h, dict) and states.get(h.get("id", "")) in ACTIVE for h in handles]
-
-
-def _sbatch(spec: dict[str, Any]) -> Any:
-    """A spawn that submits the batch as one job array."""
-    from corral.launchers.slurm_script import array_wrapper
-
-    def spawn(dirs: list[Path]) -> list[Any]:
-        wrapper = Path(spec["path"])
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        text = array_wrapper(
-            [str(d) for d in dirs],
-            spec["options"],
-            name=spec["name"],
-            comment=spec["comment"],
-            output=spec["output"],
-            dependency=spec.get("dependency", []),
-            throttle=spec.get("throttle"),
-        )
-        _write(wrapper, text, 0o755)
-        argv = ["sbatch", "--parsable", str(wrapper)]
-        done = subprocess.run(
-            argv, capture_output=True, text=True, env=_clean_env(), timeout=120, check=False
-        )
-        if done.returncode != 0:
-            from corral.errors import SubmissionError
-
-            raise SubmissionError(
-                "sbatch refused the job",
-                argv=argv,
-                returncode=done.returncode,
-                stderr=done.stderr,
-            )
-        job_id = done.stdout.strip().split(";")[0]
-        return [
-            {"id": f"{job_id}_{i}", "array": job_id, "wrapper": str(wrapper)}
-            for i in range(len(dirs))
-        ]
-
-    return spawn
 
 
 def _write(path: Path, text: str, mode: int) -> None:
@@ -147,12 +79,20 @@ def version(_: dict[str, Any]) -> Any:
 
 
 def _liveness(launcher: str) -> Any:
-    return _slurm_alive if launcher == "slurm" else _alive
+    if launcher == "slurm":
+        from corral.launchers import slurm_host
+
+        return slurm_host.alive
+    return _alive
 
 
 def recover(request: dict[str, Any]) -> Any:
     """``{"launcher", "dirs"}`` → per directory ``{"status", "handle"}``."""
     dirs = [Path(d) for d in request["dirs"]]
+    if request["launcher"] == "slurm":
+        from corral.launchers import slurm_host
+
+        slurm_host.resolve_submissions(dirs, write=_write)
     found = hostjobs.recover(dirs, request["launcher"], _liveness(request["launcher"]))
     return [{"status": _status_json(s), "handle": h} for s, h in found]
 
@@ -164,7 +104,13 @@ def start(request: dict[str, Any]) -> Any:
     started go out as one SLURM array; otherwise each starts as a detached process.
     """
     entries = [(Path(j["dir"]), j["files"]) for j in request["jobs"]]
-    chosen = _sbatch(request["sbatch"]) if "sbatch" in request else _spawn
+    if "sbatch" in request:
+        from corral.launchers import slurm_host
+
+        slurm_host.resolve_submissions([d for d, _ in entries], write=_write)
+        chosen = slurm_host.sbatch_spawn(request["sbatch"], _write)
+    else:
+        chosen = _spawn
     spawned: list[Any] = []
 
     def spawn(dirs: list[Path]) -> list[Any]:

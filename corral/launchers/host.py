@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from corral.connectors.base import Connector
 from corral.connectors.ssh import SSHConnector
 from corral.errors import ConfigError, ConnectorError, SubmissionError
+
+CALL_ATTEMPTS = 3
+"""Tries of an agent command whose connection failed (the connector reconnects between)."""
 
 
 def check_workdir(owner: str, workdir: str) -> str:
@@ -58,10 +62,17 @@ class Host:
             return json.loads(json.dumps(agent.COMMANDS[command](json.loads(json.dumps(request)))))
         setup = "".join(f"{line}\n" for line in self.setup)
         script = f"{setup}exec {shlex.quote(self.python)} -m corral.agent {command}"
-        try:
-            result = self.connector.run(["bash", "-c", script], input=json.dumps(request))
-        except ConnectorError as exc:
-            raise SubmissionError(f"corral agent on {self}: {exc}") from exc
+        payload = json.dumps(request)
+        for attempt in range(1, CALL_ATTEMPTS + 1):
+            try:
+                result = self.connector.run(["bash", "-c", script], input=payload)
+                break
+            except ConnectorError as exc:
+                # Every agent command is idempotent (a job is started under its lock, only if
+                # not started yet), so a command whose reply was lost is simply sent again.
+                if attempt == CALL_ATTEMPTS:
+                    raise SubmissionError(f"corral agent on {self}: {exc}") from exc
+                time.sleep(attempt)
         if not result.ok:
             tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
             raise SubmissionError(

@@ -271,15 +271,16 @@ class SlurmLauncher(Launcher):
         workspace: Workspace,
     ) -> dict[Job, Status]:
         arrays = root / ".corral" / "arrays"
+        token = uuid.uuid4().hex[:16]
         request = {
             "launcher": self.name,
             "jobs": [
                 {"dir": str(j.directory), "files": self.job_files(j, workspace)} for j in jobs
             ],
             "sbatch": {
-                "path": str(arrays / f"{uuid.uuid4().hex[:16]}.sh"),
+                "path": str(arrays / f"{token}.sh"),
+                "token": token,
                 "options": options,
-                "name": "corral",
                 "comment": f"corral:{len(jobs)}:{jobs[0].relpath}",
                 "output": str(arrays / "%A_%a.out"),
                 "dependency": waits_for,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from corral import ConfigError, JobFailedError, experiment
+from corral import ConfigError, ConnectorError, JobFailedError, experiment
 from corral.connectors.ssh import SSHConnector, close_all
 from corral.launchers.slurm import SlurmLauncher
 from corral.testing import LauncherConformance
@@ -202,6 +202,68 @@ def test_client_killed_then_rerun_reattaches_without_resubmitting(
     assert len(c.read_text(args["log"]).splitlines()) == 2
     assert len(c.listdir(f"{remote_workdir}/.corral/arrays")) >= 1
     c.remove(args["log"])
+
+
+def test_a_reply_lost_after_sbatch_does_not_submit_twice(
+    slurm_cluster, ssh_host, rig, remote_workdir, tmp_path, mocker
+):
+    real_run = SSHConnector.run
+    lost = []
+
+    def run(self, argv, **kwargs):
+        result = real_run(self, argv, **kwargs)
+        if "corral.agent start" in " ".join(argv) and not lost:
+            lost.append(argv)  # sbatch ran over there; the reply never arrives
+            raise ConnectorError("connection dropped (injected)")
+        return result
+
+    mocker.patch.object(SSHConnector, "run", run)
+    log = f"{remote_workdir}-log"
+    launcher = SlurmLauncher(SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config),
+                             workdir=remote_workdir, python=rig.python, time="5")
+    with experiment(tmp_path / "ws", "lost-reply", launcher=launcher):
+        for i in range(3):
+            Record(name=f"r{i}", log=log).submit()
+    assert lost, "the fault was not injected"
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    assert sorted(json.loads(x)["name"] for x in c.read_text(log).splitlines()) == [
+        "r0", "r1", "r2"
+    ]
+    arrays = c.listdir(f"{remote_workdir}/.corral/arrays")
+    assert len([a for a in arrays if a.endswith(".sh")]) == 1  # one array, submitted once
+    c.remove(log)
+
+
+def test_a_submission_whose_agent_died_before_recording_it_is_found_by_name(
+    slurm_cluster, tmp_path
+):
+    from corral.core.identity import identifier, type_id
+    from corral.core.job import Job
+    from corral.core.workspace import Workspace
+    from corral.launchers import slurm_host
+
+    log = tmp_path / "log"
+    task = Record(name="once", sleep=1.0, log=log)
+    launcher = SlurmLauncher(time="5")
+    workspace = Workspace(tmp_path / "ws")
+    tid, ident = type_id(task), identifier(task)
+    job = Job(task, ident, tid, launcher.job_directory(workspace, tid, ident), launcher)
+    job.resources = launcher.default_resources()
+    (job.directory / ".corral").mkdir(parents=True)
+    for name, text in launcher.job_files(job, workspace).items():
+        (job.directory / name).write_text(text)
+    write = lambda path, text, mode: path.write_text(text)  # noqa: E731
+    token = uuid.uuid4().hex[:16]
+    spec = {"path": str(tmp_path / "ws" / ".corral" / "arrays" / f"{token}.sh"),
+            "token": token, "options": ["--time=5"], "comment": "corral:1:x",
+            "output": str(tmp_path / "%A_%a.out")}
+    slurm_host.sbatch_spawn(spec, write)([job.directory])  # ... and no launch.json written
+
+    second = SlurmLauncher(time="5")
+    with experiment(tmp_path / "ws", "died", launcher=second):
+        Record(name="once", sleep=1.0, log=log).submit()
+    assert second.counts["sbatch"] == 0  # found by its job name, re-attached
+    assert [r["name"] for r in read_log(log)] == ["once"]
 
 
 from corral import Meta, Param, Task  # noqa: E402

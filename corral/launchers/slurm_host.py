@@ -1,0 +1,157 @@
+"""The SLURM side of :mod:`corral.agent`: runs where ``sbatch`` is (this machine or a login node).
+
+- :func:`sbatch_spawn` submits a batch of job directories as one job array. Before ``sbatch``
+  it writes each job's ``.corral/submitting.json`` (the array's unique job name and the
+  job's index), so that a submission whose agent died before recording the SLURM id is
+  found again by name instead of being submitted twice (:func:`resolve_submissions`).
+- :func:`alive` tells, with one ``squeue`` call, which recorded jobs SLURM still runs or queues.
+
+Every SLURM command runs without the caller's ``SLURM_*`` variables: a submission from inside
+a job must not inherit the job's options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from corral.core.workspace import LAUNCH, read_json, state_dir
+from corral.launchers.slurm_states import ACTIVE, parse_states
+
+SUBMITTING = "submitting.json"
+NAME_PREFIX = "corral-"
+TIMEOUT = 120
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without ``SLURM_*``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=clean_env(), timeout=TIMEOUT, check=False
+    )
+
+
+def _bases(ids: Sequence[str]) -> str:
+    return ",".join(sorted({i.split("_", 1)[0] for i in ids}))
+
+
+def states(ids: Sequence[str]) -> dict[str, str]:
+    """``{array task id: SLURM state}`` from one ``squeue`` call (forgotten jobs absent)."""
+    if not ids:
+        return {}
+    # After MinJobAge squeue forgets a job (and exits 1 if it knows none): gone, not alive.
+    out = _run(["squeue", "-h", "-r", "-t", "all", "-j", _bases(ids), "-o", "%i|%T|%r"])
+    return {task: state for task, (state, _) in parse_states(out.stdout, ids).items()}
+
+
+def alive(handles: list[Any]) -> list[bool]:
+    """Whether SLURM still queues or runs each recorded job."""
+    ids = [str(h["id"]) for h in handles if isinstance(h, dict) and "id" in h]
+    known = states(ids)
+    return [isinstance(h, dict) and known.get(str(h.get("id", ""))) in ACTIVE for h in handles]
+
+
+def sbatch_spawn(
+    spec: dict[str, Any], write: Callable[[Path, str, int], None]
+) -> Callable[[list[Path]], list[Any]]:
+    """A spawn for :func:`corral.core.hostjobs.start` that submits its batch as one array.
+
+    ``spec``: the wrapper's ``path``, ``token`` (unique), ``options``, ``comment``,
+    ``output``, ``dependency`` and ``throttle``.
+    """
+    from corral.errors import SubmissionError
+    from corral.launchers.slurm_script import array_wrapper
+
+    def spawn(dirs: list[Path]) -> list[Any]:
+        wrapper = Path(spec["path"])
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        token = spec["token"]
+        text = array_wrapper(
+            [str(d) for d in dirs],
+            spec["options"],
+            name=NAME_PREFIX + token,
+            comment=spec["comment"],
+            output=spec["output"],
+            dependency=spec.get("dependency", []),
+            throttle=spec.get("throttle"),
+        )
+        write(wrapper, text, 0o755)
+        for index, job_dir in enumerate(dirs):
+            intent = {"token": token, "index": index, "wrapper": str(wrapper)}
+            write(state_dir(job_dir) / SUBMITTING, json.dumps(intent), 0o644)
+        argv = ["sbatch", "--parsable", str(wrapper)]
+        done = _run(argv)
+        if done.returncode != 0:
+            for job_dir in dirs:
+                with contextlib.suppress(OSError):
+                    (state_dir(job_dir) / SUBMITTING).unlink()
+            raise SubmissionError(
+                "sbatch refused the job", argv=argv, returncode=done.returncode, stderr=done.stderr
+            )
+        array = done.stdout.strip().split(";")[0]
+        return [_handle(array, index, token, str(wrapper)) for index in range(len(dirs))]
+
+    return spawn
+
+
+def _handle(array: str, index: int, token: str, wrapper: str) -> dict[str, Any]:
+    return {"id": f"{array}_{index}", "array": array, "token": token, "wrapper": wrapper}
+
+
+def resolve_submissions(dirs: Sequence[Path], *, write: Callable[[Path, str, int], None]) -> int:
+    """Record the SLURM id of submissions whose agent died between ``sbatch`` and writing
+    ``launch.json``, found by the array's unique job name; returns how many were found.
+
+    Costs nothing (no SLURM call) unless such a directory exists.
+    """
+    unresolved: dict[Path, dict[str, Any]] = {}
+    for job_dir in dirs:
+        intent = read_json(state_dir(job_dir) / SUBMITTING)
+        if not intent:
+            continue
+        launch = read_json(state_dir(job_dir) / LAUNCH) or {}
+        handle = launch.get("handle")
+        if isinstance(handle, dict) and handle.get("token") == intent.get("token"):
+            continue  # recorded: the intent is stale
+        unresolved[job_dir] = intent
+    if not unresolved:
+        return 0
+    names = sorted({NAME_PREFIX + str(i["token"]) for i in unresolved.values()})
+    arrays = _arrays_by_name(names)
+    found = 0
+    for job_dir, intent in unresolved.items():
+        array = arrays.get(NAME_PREFIX + str(intent["token"]))
+        if array is None:
+            continue  # never reached SLURM (or SLURM forgot it): the markers decide
+        handle = _handle(array, int(intent["index"]), str(intent["token"]), intent["wrapper"])
+        record = {"launcher": "slurm", "handle": handle, "recovered": True}
+        write(state_dir(job_dir) / LAUNCH, json.dumps(record, sort_keys=True), 0o644)
+        found += 1
+    return found
+
+
+def _arrays_by_name(names: list[str]) -> dict[str, str]:
+    """``{job name: SLURM job id}`` from squeue, then sacct (where accounting works)."""
+    found: dict[str, str] = {}
+    queries = (
+        ["squeue", "-h", "-t", "all", "--name", ",".join(names), "-o", "%F|%j"],
+        ["sacct", "-n", "-X", "-P", "-S", "now-7days", "--name", ",".join(names),
+         "-o", "JobID,JobName"],
+    )
+    for argv in queries:
+        for line in _run(argv).stdout.splitlines():
+            job_id, _, name = line.strip().partition("|")
+            base = job_id.split("_", 1)[0]
+            if name in names and base.isdigit() and int(base) > int(found.get(name, "0")):
+                found[name] = base  # names are unique per submission; the newest wins
+        if len(found) == len(names):
+            break
+    return found
