@@ -19,6 +19,7 @@ from corral.core.fields import (
     _KindMarker,
     pathgenerator,
 )
+from corral.core.frozen import FrozenDict, FrozenList, freeze
 from corral.core.paths import UNSUBMITTED, GeneratedPath, qualified_name
 from corral.core.validation import SUPPORTED, Mismatch, UnsupportedType, describe, given
 from corral.errors import ConfigError
@@ -110,7 +111,16 @@ class FieldInfo:
 class ClassInfo:
     """Everything derived once per config class: fields, type id, identity order."""
 
-    __slots__ = ("_header", "_type_id", "cls", "defaults", "fields", "generated", "identity_fields")
+    __slots__ = (
+        "_header",
+        "_type_id",
+        "cls",
+        "defaults",
+        "fields",
+        "generated",
+        "identity_fields",
+        "value_fields",
+    )
 
     def __init__(self, cls: type[Config], fields: dict[str, FieldInfo]) -> None:
         self.cls = cls
@@ -121,6 +131,7 @@ class ClassInfo:
             f for f in fields.values() if f.has_default and f.kind is not Kind.GENERATED
         ]
         self.generated = {n: f for n, f in fields.items() if f.kind is Kind.GENERATED}
+        self.value_fields = [n for n, f in fields.items() if f.kind is not Kind.GENERATED]
         self.identity_fields = sorted(
             (f for f in fields.values() if f.kind in (Kind.PARAM, Kind.CONSTANT)),
             key=lambda f: f.name.encode(),
@@ -275,8 +286,9 @@ class Config:
 
     Declare fields with ``Param[T]``, ``Meta[T]``, ``Constant[T]`` and
     ``Annotated[Path, pathgenerator("rel")]``; build with keyword arguments only. A config is
-    sealed (immutable) once its identifier is taken or it is submitted. Give a class a stable
-    type id, independent of its module, with ``class X(Config, id="project.X")``.
+    sealed (immutable, its list and dict values included) once its identifier is taken or it
+    is submitted. Give a class a stable type id, independent of its module, with
+    ``class X(Config, id="project.X")``.
     """
 
     __corral_id__: ClassVar[str | None] = None
@@ -386,7 +398,7 @@ def _validate(cls: type[Config], f: FieldInfo, value: Any) -> Any:
             raise ConfigError(
                 f"{cls.__qualname__}.{f.name} is a Constant ({f.default!r}); it cannot be set"
             )
-        return f.default
+        return f.make_default()  # a copy: the declared default is shared by every instance
     try:
         return f.validate(value)
     except Mismatch as exc:
@@ -395,6 +407,30 @@ def _validate(cls: type[Config], f: FieldInfo, value: Any) -> Any:
             f"{cls.__qualname__}.{f.name}: expected {describe(f.annotation)}, "
             f"got {given(value)}{inside}"
         ) from None
+
+
+_CONTAINERS = (list, dict, tuple, FrozenList, FrozenDict)
+
+
+def seal(config: Config) -> None:
+    """Make ``config`` immutable: its fields can no longer be assigned, and every list and
+    dict in their values (and in its tags) becomes read-only (see :mod:`corral.core.frozen`).
+
+    Nested configs are sealed by whoever seals them (:func:`corral.core.identity.digest`
+    seals a whole tree).
+    """
+    d = config.__dict__
+    cls = type(config)
+    for name in class_info(cls).value_fields:
+        value = d.get(name)
+        if type(value) in _CONTAINERS:
+            d[name] = freeze(value, f"{cls.__qualname__}.{name}")
+    tags = d.get("_corral_tags")
+    if tags:
+        d["_corral_tags"] = {
+            k: freeze(v, f"{cls.__qualname__}.{k} (tag)") for k, v in tags.items()
+        }
+    d["_corral_sealed"] = True
 
 
 def _unknown_message(cls: type[Config], info: ClassInfo, name: str) -> str:
@@ -408,7 +444,7 @@ def generated_path(config: Config, f: FieldInfo) -> GeneratedPath:
     """The value of a ``pathgenerator`` field: under the job directory once it is known."""
     assert f.relpath is not None
     d = config.__dict__
-    base = d.get("__taskdir__") or d.get("__maintaskdir__")
+    base = d.get("__taskdir__") or d.get("_corral_basedir") or d.get("__maintaskdir__")
     path = Path(base) / f.relpath if base is not None else UNSUBMITTED / f.relpath
     from corral.core.task import Task
 

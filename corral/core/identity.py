@@ -15,6 +15,7 @@ from pathlib import PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from corral.core.fields import Kind
+from corral.core.frozen import FrozenDict, FrozenList
 from corral.core.paths import GeneratedPath, qualified_name
 from corral.errors import ConfigError
 
@@ -60,11 +61,11 @@ def _encode_into(value: Any, out: bytearray) -> None:
         out += b"B\x01" if value else b"B\x00"
     elif value is None:
         out += b"N"
-    elif t is list or t is tuple:
-        out += (b"L" if t is list else b"T") + _u64(len(value))
+    elif t is list or t is tuple or t is FrozenList:
+        out += (b"T" if t is tuple else b"L") + _u64(len(value))
         for v in value:
             _encode_into(v, out)
-    elif t is dict:
+    elif t is dict or t is FrozenDict:
         keys = sorted(value, key=lambda k: k.encode() if isinstance(k, str) else b"")
         out += b"D" + _u64(len(keys))
         for k in keys:
@@ -113,7 +114,7 @@ def encode(value: Any) -> bytes:
 
 def digest(config: Config) -> bytes:
     """The 32-byte SHA-256 digest of a config; computing it seals the config (and its tree)."""
-    from corral.core.config import class_info
+    from corral.core.config import class_info, seal
 
     d = config.__dict__
     cached: bytes | None = d.get("_corral_digest")
@@ -150,7 +151,7 @@ def digest(config: Config) -> bytes:
         d["_corral_digest"] = None
         raise
     d["_corral_digest"] = result
-    d["_corral_sealed"] = True
+    seal(config)
     return result
 
 

@@ -113,8 +113,9 @@ def execute(data: dict[str, Any], job_dir: Path) -> None:
     task = loaded.root
     from corral.core.config import class_info
 
-    for name in class_info(type(task)).generated:
-        getattr(task, name).parent.mkdir(parents=True, exist_ok=True)
+    for config in loaded.own:
+        for name in class_info(type(config)).generated:
+            getattr(config, name).parent.mkdir(parents=True, exist_ok=True)
     os.chdir(job_dir)
     task.execute()  # type: ignore[attr-defined]
 

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path, PurePath
 from typing import Any
 
-from corral.core.config import Config, class_info
+from corral.core.config import Config, children, class_info, seal
+from corral.core.frozen import FrozenDict, FrozenList
 from corral.core.identity import digest
 from corral.core.paths import (
     GeneratedPath,
@@ -98,11 +99,11 @@ class _Writer:
             return v
         if t is float:
             return v if math.isfinite(v) else {"$float": repr(v)}
-        if t is list:
+        if t is list or t is FrozenList:
             return [self.value(x) for x in v]
         if t is tuple:
             return {"$tuple": [self.value(x) for x in v]}
-        if t is dict:
+        if t is dict or t is FrozenDict:
             return {"$dict": {k: self.value(x) for k, x in v.items()}}
         if isinstance(v, Config):
             return {"$config": self.config(v)}
@@ -157,12 +158,43 @@ def _load_class(ref: dict[str, str]) -> Any:
 
 
 class Loaded:
-    """The rebuilt config tree of a job."""
+    """The rebuilt config tree of a job.
 
-    def __init__(self, root: Config, configs: list[Config], data: dict[str, Any]) -> None:
+    ``configs`` lists every config of ``params.json``; ``own`` those whose generated paths
+    are in this job's directory: the task and the configs below it that are not below
+    another task (a sub-task's tree belongs to the sub-task's own job).
+    """
+
+    def __init__(
+        self, root: Config, configs: list[Config], data: dict[str, Any], own: list[Config]
+    ) -> None:
         self.root = root
         self.configs = configs
         self.data = data
+        self.own = own
+
+
+def _subtree(task: Config) -> list[Config]:
+    """``task`` and the configs inside its fields, not descending into another task."""
+    from corral.core.task import Task
+
+    found: list[Config] = []
+    seen: set[int] = set()
+    stack = [task]
+    while stack:
+        c = stack.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        found.append(c)
+        for name in class_info(type(c)).value_fields:
+            if name in c.__dict__:
+                stack.extend(
+                    v
+                    for v in children(c.__dict__[name])
+                    if isinstance(v, Config) and not isinstance(v, Task)
+                )
+    return found
 
 
 def load_params(data: dict[str, Any]) -> Loaded:
@@ -219,10 +251,21 @@ def load_params(data: dict[str, Any]) -> Loaded:
         if "tags" in entry:
             d["_corral_tags"] = {k: value(v) for k, v in entry["tags"].items()}
         d["_corral_digest"] = bytes.fromhex(entry["id"])
-        d["_corral_sealed"] = True
+        seal(c)
     root = configs[data["root"]]
-    root.__dict__["__taskdir__"] = Path(data["job_dir"])
+    job_dir = Path(data["job_dir"])
+    root.__dict__["__taskdir__"] = job_dir
     for c in configs:
-        if not isinstance(c, Task):
-            c.__dict__["__maintaskdir__"] = Path(data["job_dir"])
-    return Loaded(root, configs, data)
+        c.__dict__["__maintaskdir__"] = job_dir
+    # The generated paths of a config below a sub-task are where that sub-task's job made
+    # them; the main task's tree comes first, so a config in both trees is the main task's.
+    own = _subtree(root)
+    owner: dict[int, Path] = {id(c): job_dir for c in own}
+    for task in configs:
+        if isinstance(task, Task) and task is not root:
+            for c in _subtree(task):
+                owner.setdefault(id(c), task.__dict__["__taskdir__"])
+    for c in configs:
+        if not isinstance(c, Task) and id(c) in owner:
+            c.__dict__["_corral_basedir"] = owner[id(c)]
+    return Loaded(root, configs, data, own)

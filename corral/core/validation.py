@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
+from corral.core.frozen import thaw
 from corral.core.paths import GeneratedPath
 
 Validator = Callable[[Any], Any]
@@ -102,7 +103,8 @@ def _check_none(v: Any) -> Any:
 
 
 def _check_any(v: Any) -> Any:
-    return v
+    # A read-only container taken from a sealed config becomes a plain one again here.
+    return thaw(v)
 
 
 def _instance_of(cls: type[Any]) -> Validator:

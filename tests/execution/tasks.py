@@ -109,6 +109,54 @@ class WithSub(Task):
         Path("maintaskdir.txt").write_text(str(self.sub.__maintaskdir__))
 
 
+class Leaf(Config):
+    """A sub-config of a sub-config, with a generated path of its own."""
+
+    label: Param[str]
+    file: Annotated[Path, pathgenerator("leaf/a/b/leaf.txt")]
+
+
+class Part(Config):
+    """A sub-config with a generated path in a subdirectory."""
+
+    label: Param[str]
+    leaves: Param[list[Leaf]] = []
+    file: Annotated[Path, pathgenerator("sub/deep/file.txt")]
+
+
+class WithParts(Task):
+    """Writes to the generated paths of its sub-configs; records their ``__maintaskdir__``."""
+
+    part: Param[Part]
+    before: Param[Record | None] = None
+
+    def execute(self) -> None:
+        seen = {}
+        for config in (self.part, *self.part.leaves):
+            config.file.write_text(config.label)
+            seen[config.label] = str(config.__maintaskdir__)
+        if self.before is not None:
+            seen["before"] = str(self.before.__maintaskdir__)
+        Path("maintaskdirs.json").write_text(json.dumps(seen))
+
+
+class Lists(Task):
+    """Writes its list and dict params back, and whether they are read-only in the job."""
+
+    values: Param[list[int]]
+    table: Param[dict[str, list[str]]]
+
+    def execute(self) -> None:
+        try:
+            self.table["a"].append("changed in the job")
+            refused = ""
+        except Exception as exc:
+            refused = str(exc)
+        Path("lists.json").write_text(
+            json.dumps({"values": self.values, "table": self.table, "refused": refused})
+        )
+
+
 class one_gpu(SubmitHook):
     """Submit hook: the job needs one GPU."""
 

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from corral import ConfigError, JobFailedError, SubmitHook, experiment, identifier
-from corral.core.job import FailureReason
-from corral.core.workspace import final_state
+from corral.core import procs
+from corral.core.identity import type_id
+from corral.core.job import FailureReason, JobState
+from corral.core.workspace import LAUNCH, final_state, state_dir
 from corral.launchers.local import LocalLauncher
 from corral.plugins.manager import Plugins
 from corral.plugins.markers import hookimpl
-from tests.execution.tasks import After, Echo, Fail, GpuRecord, Record, read_log
+from tests.execution.tasks import (
+    After,
+    Echo,
+    Fail,
+    GpuRecord,
+    Leaf,
+    Lists,
+    Part,
+    Record,
+    WithParts,
+    read_log,
+)
 
 NASTY = "a b 'c' \"d\" $(touch {pwned}) `touch {pwned}` ; touch {pwned} \\ \n next line\t$HOME"
 
@@ -232,6 +249,78 @@ def test_generated_path_parent_directories_exist(workspace, log):
         task.submit()
     assert (task.__taskdir__ / "out" / "result.txt").read_text() == "g"
     assert Path(read_log(log)[0]["taskdir"]) == task.__taskdir__
+
+
+def test_sub_config_generated_path_parents_exist_and_maintaskdir_is_set(workspace, log):
+    with experiment(workspace, "parts"):
+        before = Record(name="before", log=log)
+        before.submit()
+        leaves = [Leaf(label="leaf")]
+        task = WithParts(part=Part(label="part", leaves=leaves), before=before)
+        task.submit()
+    job_dir = task.__taskdir__
+    assert (job_dir / "sub" / "deep" / "file.txt").read_text() == "part"
+    assert (job_dir / "leaf" / "a" / "b" / "leaf.txt").read_text() == "leaf"
+    assert not (job_dir / "out").exists()  # the sub-task's generated path is in its own job
+    seen = json.loads((job_dir / "maintaskdirs.json").read_text())
+    assert seen == {"part": str(job_dir), "leaf": str(job_dir), "before": str(job_dir)}
+
+
+def test_submitted_list_and_dict_params_cannot_change_before_or_inside_the_job(workspace):
+    with experiment(workspace, "lists"):
+        task = Lists(values=[1, 2], table={"a": ["x"]})
+        task.submit()
+        # params.json is written later, by the scheduler thread: the values must not move
+        with pytest.raises(ConfigError, match="Lists.values: cannot modify, the config is sealed"):
+            task.values.append(3)
+        with pytest.raises(ConfigError, match="Lists.table: cannot modify, the config is sealed"):
+            task.table["a"].append("y")
+    written = json.loads((task.__taskdir__ / "lists.json").read_text())
+    assert written["values"] == [1, 2] and written["table"] == {"a": ["x"]}
+    assert "Lists.table: cannot modify, the config is sealed" in written["refused"]
+
+
+@pytest.mark.parametrize("whose", ["sleep", "this test process"])
+def test_a_live_pid_with_another_start_time_is_not_reattached(workspace, log, whose):
+    """A launch.json naming a live process that is not the job's (the pid was reused):
+    the job is run, not re-attached to that process."""
+    sleeper = subprocess.Popen(["sleep", "60"]) if whose == "sleep" else None
+    try:
+        pid = sleeper.pid if sleeper is not None else os.getpid()
+        start = procs.start_time(pid)
+        assert start is not None
+        task = Record(name="reused", log=log)
+        job_dir = workspace / "jobs" / type_id(task) / identifier(task)
+        state_dir(job_dir).mkdir(parents=True)
+        handle = {"pid": pid, "start": start - 1, "boot": procs.boot_id()}
+        record = {"launcher": "local", "handle": handle, "host": socket.gethostname(),
+                  "time": time.time()}
+        (state_dir(job_dir) / LAUNCH).write_text(json.dumps(record))
+        assert procs.handle_alive({**handle, "start": start})  # the same handle, if it were ours
+        assert not procs.handle_alive(handle)
+        # wait=False: a wrongly re-attached job would never finish; fail, do not hang
+        with experiment(workspace, "reused", wait=False):
+            Record(name="reused", log=log).submit()
+        deadline = time.monotonic() + 30
+        while final_state(job_dir) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert final_state(job_dir) == (JobState.DONE, None)
+        assert [r["name"] for r in read_log(log)] == ["reused"]
+        launch = json.loads((state_dir(job_dir) / LAUNCH).read_text())
+        assert launch["handle"]["pid"] != pid
+        assert sleeper is None or sleeper.poll() is None  # left alone
+    finally:
+        if sleeper is not None:
+            sleeper.kill()
+            sleeper.wait()
+
+
+def test_local_launcher_default_cpu_slots_is_the_number_of_cores(monkeypatch):
+    assert LocalLauncher().cpus == (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    launcher = LocalLauncher()
+    assert launcher.cpus == 3 and launcher.slots.cpus == 3
+    assert LocalLauncher(cpus=5).cpus == 5
 
 
 from corral import Meta, Param, Task  # noqa: E402

@@ -13,6 +13,7 @@ from corral import (
     Config,
     Job,
     Launcher,
+    Meta,
     Param,
     SubmitHook,
     Task,
@@ -22,6 +23,7 @@ from corral import (
     submit_hook_decorator,
 )
 from corral.core.identity import type_id
+from corral.launchers.local import LocalLauncher
 from tests.execution.seed_execution import Evaluate, SampledFold, WritingModelLearn
 from tests.execution.tasks import WithSub, append_log, read_log
 from tests.seed_tasks import Dataset, Documents, Model, ModelLearn, Topics
@@ -162,26 +164,59 @@ class Terms(Config):
         return weights
 
     def compute_weights(self):
-        append_log(Path(self.counter), name="compute", pid=os.getpid())
+        start = time.time()
         time.sleep(0.5)  # long to compute: the other process must wait, not recompute
+        append_log(Path(self.counter), name="compute", pid=os.getpid(), start=start,
+                   end=time.time())
         return {"the": 0.1, self.source: 0.9}
+
+
+def wait_at_barrier(barrier: Path, me: str, parties: int, timeout: float = 30.0) -> None:
+    """Announce ``me`` in the directory ``barrier``; return once ``parties`` have."""
+    (barrier / me).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(barrier.iterdir())) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{me}: the other callers never reached the barrier")
+        time.sleep(0.01)
 
 
 class UseTerms(Task):
     terms: Param[Terms]
     worker: Param[int]
+    barrier: Meta[str]
+    log: Meta[str]
 
     def execute(self):
-        Path("terms.json").write_text(json.dumps(self.terms.load()))
+        wait_at_barrier(Path(self.barrier), str(self.worker), parties=2)
+        called = time.time()
+        weights = self.terms.load()
+        append_log(Path(self.log), name="call", worker=self.worker, pid=os.getpid(),
+                   called=called, returned=time.time())
+        Path("terms.json").write_text(json.dumps(weights))
 
 
-def test_cache_computes_once_across_two_processes(workspace, log):
+def test_cache_computes_once_across_two_processes(workspace, log, tmp_path):
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    calls = tmp_path / "calls.log"
     terms = Terms(source="robust04", counter=str(log))
-    with experiment(workspace, "cache"):
-        tasks = [UseTerms(terms=terms, worker=i) for i in range(2)]
+    with experiment(workspace, "cache", launcher=LocalLauncher(cpus=2)):
+        tasks = [
+            UseTerms(terms=terms, worker=i, barrier=str(barrier), log=str(calls))
+            for i in range(2)
+        ]
         for t in tasks:
             t.submit()
-    assert [r["name"] for r in read_log(log)] == ["compute"]
+    (compute,) = read_log(log)  # the body ran once...
+    assert compute["name"] == "compute"
+    records = read_log(calls)
+    assert sorted(r["worker"] for r in records) == [0, 1]
+    assert len({r["pid"] for r in records}) == 2
+    for r in records:  # ...while both processes were inside load(): they ran at once
+        assert r["called"] < compute["end"]
+        assert r["returned"] >= compute["end"]
+    assert compute["pid"] in {r["pid"] for r in records}
     for t in tasks:
         assert json.loads((t.__taskdir__ / "terms.json").read_text()) == {
             "the": 0.1,
