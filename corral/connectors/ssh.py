@@ -3,8 +3,9 @@
 Connectors pointing at the same destination share one transport (see
 :mod:`corral.connectors.ssh_transport`). Host keys are verified against known_hosts; an
 unknown key is refused unless ``host_key_policy="accept-new"``. After a dropped connection the
-next operation reconnects with bounded backoff; a command in flight when the connection drops
-raises ConnectorError.
+next operation reconnects with bounded backoff. A file operation that finds the connection
+dropped under it reconnects and runs once more when it is idempotent; a command in flight, or
+a non-idempotent file operation (``put``), raises ConnectorError.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def _protocol_errors() -> tuple[type[BaseException], ...]:
 
 def _link_errors() -> tuple[type[BaseException], ...]:
     return (OSError, *_protocol_errors())
+
+
+class _ConnectionLost(ConnectorError):
+    """The connection dropped while a command ran: its outcome is unknown."""
 
 
 def close_all() -> None:
@@ -159,11 +164,11 @@ class SSHConnector(Connector):
             transport = channel.get_transport()
             if code == -1 and (transport is None or not transport.is_active()):
                 # No exit status and no connection: the command's fate is unknown.
-                raise ConnectorError(
+                raise _ConnectionLost(
                     f"connection to {self.destination} lost while running {argv[0]}"
                 )
         except _link_errors() as exc:
-            raise ConnectorError(
+            raise _ConnectionLost(
                 f"connection to {self.destination} lost while running {argv[0]}: {exc}"
             ) from exc
         finally:
@@ -175,6 +180,13 @@ class SSHConnector(Connector):
             tail = result.stderr.strip().splitlines()[-1:] or [""]
             raise ConnectorError(f"{argv[0]} on {self.destination} exited with {code}: {tail[0]}")
         return result
+
+    def _run_idempotent(self, argv: list[str]) -> None:
+        """Run a command that is safe to repeat; once more if the connection dropped under it."""
+        try:
+            self.run(argv, check=True)
+        except _ConnectionLost:
+            self.run(argv, check=True)
 
     def _open_session(self) -> paramiko.Channel:
         for attempt in (1, 2):  # nothing was sent yet: one retry after a reconnect is safe
@@ -207,7 +219,7 @@ class SSHConnector(Connector):
             ) and (channel.eof_received or channel.closed):
                 break
             if transport is None or not transport.is_active():
-                raise ConnectorError(
+                raise _ConnectionLost(
                     f"connection to {self.destination} lost while running {argv[0]}"
                 )
             wait = 1.0
@@ -223,26 +235,43 @@ class SSHConnector(Connector):
 
     # --- files ------------------------------------------------------------------------------
 
-    def _sftp(self, what: str, path: PathLike, op: Callable[[paramiko.SFTPClient], T]) -> T:
+    def _sftp(
+        self,
+        what: str,
+        path: PathLike,
+        op: Callable[[paramiko.SFTPClient], T],
+        *,
+        idempotent: bool = True,
+    ) -> T:
+        """``op`` on the shared SFTP session; once more after a reconnect if ``idempotent``."""
+        from corral.connectors.ssh_transport import sftp_lost
+
         for attempt in (1, 2):
             sftp = self._link.sftp()
             try:
                 with self._link.sftp_lock:
                     return op(sftp)
-            except OSError as exc:
-                if exc.errno is None and attempt == 1 and not self._link.transport().is_active():
-                    continue
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise ConnectorError(f"{what} {path} on {self.destination}: {reason}") from exc
-            except _protocol_errors() as exc:
-                self._link.close()
-                if attempt == 2:
-                    raise ConnectorError(f"{what} {path} on {self.destination}: {exc}") from exc
+            except _link_errors() as exc:
+                failed = f"{what} {path} on {self.destination}"
+                # An OSError without errno is either an SFTP failure status from a live server
+                # or paramiko's "Socket is closed": only the state of the session tells them apart.
+                if isinstance(exc, OSError) and not (exc.errno is None and sftp_lost(sftp)):
+                    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                    raise ConnectorError(f"{failed}: {reason}") from exc
+                self._link.discard(sftp)
+                if attempt == 2 or not idempotent:
+                    detail = str(exc) or type(exc).__name__
+                    raise ConnectorError(f"{failed}: connection lost ({detail})") from exc
         raise AssertionError("unreachable")
 
     def put(self, local: PathLike, remote: PathLike) -> None:
-        """Upload a local file."""
-        self._sftp("cannot upload to", remote, lambda s: s.put(str(local), str(remote)))
+        """Upload a local file (not retried after a dropped connection: it writes in place)."""
+        self._sftp(
+            "cannot upload to",
+            remote,
+            lambda s: s.put(str(local), str(remote)),
+            idempotent=False,
+        )
 
     def get(self, remote: PathLike, local: PathLike) -> None:
         """Download a remote file."""
@@ -281,7 +310,7 @@ class SSHConnector(Connector):
             argv = ["mkdir", "-p", "--", str(path)]
             if not exist_ok and self.exists(path):
                 raise ConnectorError(f"cannot create {path} on {self.destination}: exists")
-            self.run(argv, check=True)
+            self._run_idempotent(argv)
             return
 
         def make(s: paramiko.SFTPClient) -> None:
@@ -292,7 +321,7 @@ class SSHConnector(Connector):
                     return
                 raise
 
-        self._sftp("cannot create", path, make)
+        self._sftp("cannot create", path, make, idempotent=exist_ok)
 
     def exists(self, path: PathLike) -> bool:
         """Whether the remote path exists."""
@@ -313,7 +342,7 @@ class SSHConnector(Connector):
     def remove(self, path: PathLike, *, recursive: bool = False) -> None:
         """Remove a remote file, or a tree with ``recursive`` (missing is fine)."""
         if recursive:
-            self.run(["rm", "-rf", "--", str(path)], check=True)
+            self._run_idempotent(["rm", "-rf", "--", str(path)])
             return
 
         def rm(s: paramiko.SFTPClient) -> None:

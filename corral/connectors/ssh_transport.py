@@ -2,14 +2,16 @@
 
 Every connector of the process that points at the same destination shares one ``_Link``:
 one TCP connection and one handshake per host for a whole run. The socket has
-``TCP_NODELAY`` (without it each command stalls ~40 ms on Nagle and delayed ACKs). Host keys
-are verified against known_hosts. After a dropped connection the next operation reconnects
-with bounded backoff.
+``TCP_NODELAY`` (without it each command stalls ~40 ms on Nagle and delayed ACKs) and short
+TCP keepalive and user timeouts, so a peer that vanishes without a FIN or RST fails the
+connection in about 30 s. Host keys are verified against known_hosts. After a dropped
+connection the next operation reconnects with bounded backoff.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shlex
@@ -26,7 +28,21 @@ from corral.errors import AuthenticationError, ConnectorError, HostKeyError
 
 FIRST_CONNECT_DELAYS = (0.0, 0.5)
 RECONNECT_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-KEEPALIVE = 30
+
+# Dead peer detection. Without it a network that silently drops packets (no FIN, no RST)
+# hangs a command or a transfer for ~15 min (tcp_retries2) or, when idle, 2 h before the first
+# keepalive probe. Short enough to give up on a dead host quickly, long enough to ride out a
+# brief outage of a live one. Read when a connection is made.
+KEEPALIVE_IDLE = 10  # s of silence before the first TCP keepalive probe
+KEEPALIVE_INTERVAL = 5  # s between probes
+KEEPALIVE_COUNT = 4  # unanswered probes: an idle connection fails after 10 + 4 * 5 = 30 s
+DEAD_PEER_TIMEOUT = 30  # s sent data may stay unacknowledged (TCP_USER_TIMEOUT)
+# s between SSH keepalive messages. Longer than the probes take to fail a connection: once one
+# is sent to a vanished peer the probes stop (data is unacknowledged) and the kernel waits
+# DEAD_PEER_TIMEOUT from then; at 30 s a dead idle connection would take a minute to fail.
+KEEPALIVE = 60
+
+_LINK_ERRORS = (OSError, EOFError, paramiko.SSHException)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -172,40 +188,81 @@ class _Link:
                     f"jump host {jump_dest} cannot reach {dest.hostname}:{dest.port}: {exc}"
                 ) from exc
         sock = socket.create_connection((dest.hostname, dest.port), timeout=self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _detect_dead_peer(sock)
+        except OSError:
+            sock.close()
+            raise
         return sock
 
     def sftp(self) -> paramiko.SFTPClient:
-        """The shared SFTP session (reopened after a reconnect)."""
+        """The shared SFTP session, opened (reconnecting as needed) when there is none."""
         with self.lock:
-            transport = self.transport()
-            if (
-                self._sftp is None
-                or self._sftp.get_channel() is None
-                or (
-                    self._sftp.get_channel().closed  # type: ignore[union-attr]
-                )
-            ):
+            for attempt in (1, 2):
+                transport = self.transport()
+                if self._sftp is not None and not sftp_lost(self._sftp):
+                    return self._sftp
+                self._close_sftp()
                 try:
-                    self._sftp = paramiko.SFTPClient.from_transport(transport)
-                except (OSError, EOFError, paramiko.SSHException) as exc:
+                    channel = transport.open_session(timeout=self.timeout)
+                    channel.invoke_subsystem("sftp")
+                    self._sftp = paramiko.SFTPClient(channel)
+                    return self._sftp
+                except _LINK_ERRORS as exc:
+                    # A connection that died unnoticed fails here first: nothing of the
+                    # caller's operation was sent, so reconnecting and trying again is safe.
                     self._drop()
-                    raise ConnectorError(f"cannot open SFTP on {self.dest}: {exc}") from exc
-            assert self._sftp is not None
-            return self._sftp
+                    if attempt == 2:
+                        raise ConnectorError(f"cannot open SFTP on {self.dest}: {exc}") from exc
+            raise AssertionError("unreachable")
+
+    def discard(self, sftp: paramiko.SFTPClient) -> None:
+        """Forget ``sftp`` after it lost its connection; the next :meth:`sftp` opens another."""
+        with self.lock:
+            if self._sftp is sftp:
+                self._close_sftp()
+
+    def _close_sftp(self) -> None:
+        if self._sftp is not None:
+            with contextlib.suppress(*_LINK_ERRORS):  # the connection may be gone already
+                self._sftp.close()
+            self._sftp = None
 
     def _drop(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
+        self._close_sftp()
         if self.client is not None:
-            self.client.close()
+            with contextlib.suppress(*_LINK_ERRORS):
+                self.client.close()
             self.client = None
 
     def close(self) -> None:
         """Close the transport; the next operation reconnects."""
         with self.lock:
             self._drop()
+
+
+def _detect_dead_peer(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ("TCP_USER_TIMEOUT", int(DEAD_PEER_TIMEOUT * 1000)),  # milliseconds
+    )
+    for name, value in options:
+        option = getattr(socket, name, None)  # Linux has all four; other systems may not
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def sftp_lost(sftp: paramiko.SFTPClient) -> bool:
+    """Whether the connection under ``sftp`` is gone (its channel closed or transport down)."""
+    channel = sftp.get_channel()
+    if channel is None or channel.closed:
+        return True
+    transport = channel.get_transport()
+    return transport is None or not transport.is_active()
 
 
 _POOL: dict[tuple[Any, ...], _Link] = {}

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
 import pytest
 
 from corral import AuthenticationError, ConnectorError, HostKeyError
+from corral.connectors import ssh_transport
 from corral.connectors.ssh import SSHConnector, close_all
 from corral.connectors.ssh_transport import fingerprint
+from tests.rig.fixtures import SSHHost
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -179,6 +183,185 @@ def test_command_in_flight_when_the_connection_drops_raises(ssh_host):
         c.run(["sleep", "30"])
     assert time.monotonic() - started < 15
     assert c.run(["echo", "back"], check=True).stdout == "back\n"
+
+
+class Gate:
+    """Stands in for a link's SFTP lock: tells when an operation waits for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def __enter__(self) -> None:
+        self.waiting.set()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def drop_under_an_sftp_operation(c: SSHConnector, operation: Callable[[], object]) -> object:
+    """Run ``operation`` in a thread; once it holds the SFTP session, drop the connection."""
+    link = c._link
+    sftp = link.sftp()
+    transport = link.transport()
+    gate = link.sftp_lock = Gate()
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = operation()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    gate.lock.acquire()
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    assert gate.waiting.wait(10)  # past the check of the session, which is still alive
+    transport.sock.shutdown(socket.SHUT_RDWR)
+    wait_until(lambda: not transport.is_active() and sftp.get_channel().closed)
+    gate.lock.release()
+    worker.join(60)
+    assert not worker.is_alive()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]
+
+
+@pytest.mark.parametrize("op", ["read_text", "get", "exists", "listdir", "write_text", "mkdir"])
+def test_sftp_operation_that_finds_the_connection_dropped_reconnects_and_retries(
+    ssh_host, tmp_path, op
+):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    base = c.run(["mktemp", "-d"], check=True).stdout.strip()
+    c.write_text(f"{base}/f", "hello")
+    operations: dict[str, Callable[[], object]] = {
+        "read_text": lambda: c.read_text(f"{base}/f"),
+        "get": lambda: c.get(f"{base}/f", tmp_path / "got"),
+        "exists": lambda: c.exists(f"{base}/f"),
+        "listdir": lambda: c.listdir(base),
+        "write_text": lambda: c.write_text(f"{base}/f", "new"),
+        "mkdir": lambda: c.mkdir(f"{base}/d", parents=False),
+    }
+    value = drop_under_an_sftp_operation(c, operations[op])
+    expected = {"read_text": "hello", "exists": True, "listdir": ["f"]}
+    assert value == expected.get(op)
+    assert c.connections == 2
+    if op == "get":
+        assert (tmp_path / "got").read_text() == "hello"
+    if op == "write_text":
+        assert c.read_text(f"{base}/f") == "new"
+    if op == "mkdir":
+        assert c.listdir(f"{base}/d") == []
+    c.remove(base, recursive=True)
+
+
+def test_non_idempotent_sftp_operation_raises_when_the_connection_drops(ssh_host, tmp_path):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    base = c.run(["mktemp", "-d"], check=True).stdout.strip()
+    local = tmp_path / "local"
+    local.write_text("data")
+    with pytest.raises(ConnectorError, match=rf"corraltest@127\.0\.0\.1:{ssh_host.port}") as e:
+        drop_under_an_sftp_operation(c, lambda: c.put(local, f"{base}/up"))
+    assert e.value.__cause__ is not None
+    assert not isinstance(e.value.__cause__, ConnectorError)
+    assert not c.exists(f"{base}/up")  # not retried; the next operation reconnects
+    assert c.connections == 2
+    c.remove(base, recursive=True)
+
+
+def test_sftp_operations_right_after_the_socket_is_closed(ssh_host):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    base = c.run(["mktemp", "-d"], check=True).stdout.strip()
+    for i in range(6):
+        c.exists(base)  # the SFTP session is open
+        c._link.transport().sock.shutdown(socket.SHUT_RDWR)
+        c.write_text(f"{base}/f{i}", str(i))
+        assert c.read_text(f"{base}/f{i}") == str(i)
+    assert c.connections == 7
+    assert len(c.listdir(base)) == 6
+    c.remove(base, recursive=True)
+
+
+def transport_socket(c: SSHConnector) -> socket.socket:
+    return c._link.transport().sock  # type: ignore[no-any-return]
+
+
+def test_transport_socket_has_tcp_nodelay(ssh_host):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    sock = transport_socket(c)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_transport_socket_has_short_dead_peer_timeouts(ssh_host):
+    sock = transport_socket(SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config))
+    tcp = socket.IPPROTO_TCP
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    idle = sock.getsockopt(tcp, socket.TCP_KEEPIDLE)
+    interval = sock.getsockopt(tcp, socket.TCP_KEEPINTVL)
+    count = sock.getsockopt(tcp, socket.TCP_KEEPCNT)
+    user_timeout = sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT) / 1000
+    assert (idle, interval, count, user_timeout) == (
+        ssh_transport.KEEPALIVE_IDLE,
+        ssh_transport.KEEPALIVE_INTERVAL,
+        ssh_transport.KEEPALIVE_COUNT,
+        ssh_transport.DEAD_PEER_TIMEOUT,
+    )
+    assert idle + interval * count <= 40 and 10 <= user_timeout <= 40
+
+
+def netns_interface(netns: str) -> str:
+    """The namespace's veth end (its one interface besides lo)."""
+    out = subprocess.run(["ip", "-n", netns, "-o", "link"], capture_output=True, text=True,
+                         check=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    (veth,) = [n for n in names if n != "lo"]
+    return veth
+
+
+def run_through_a_silent_drop(host: SSHHost, netns: str | None) -> float:
+    """Seconds until a running command fails once the host's network drops every packet."""
+    assert netns is not None
+    link = ["ip", "-n", netns, "link", "set", netns_interface(netns)]
+    c = SSHConnector(host.alias, config_file=host.ssh_config)
+    assert c.run(["true"]).ok
+    # link down inside the namespace: packets vanish, no FIN, no RST
+    cut = threading.Timer(1.0, subprocess.run, [[*link, "down"]], {"check": True})
+    started = time.monotonic()
+    try:
+        cut.start()
+        with pytest.raises(ConnectorError, match="lost while running sleep"):
+            c.run(["sleep", "60"], timeout=55)
+        elapsed = time.monotonic() - started - 1.0
+    finally:
+        cut.cancel()
+        cut.join()
+        subprocess.run([*link, "up"], check=True)
+    assert c.run(["echo", "back"], check=True).stdout == "back\n"
+    assert c.connections == 2
+    return elapsed
+
+
+def test_silently_dropped_network_fails_a_running_command(ssh_host2, rig, monkeypatch):
+    # Short timeouts keep the second host's network down for a few seconds only (the rig is
+    # shared); the next test checks the defaults.
+    monkeypatch.setattr(ssh_transport, "KEEPALIVE_IDLE", 1)
+    monkeypatch.setattr(ssh_transport, "KEEPALIVE_INTERVAL", 1)
+    monkeypatch.setattr(ssh_transport, "KEEPALIVE_COUNT", 2)
+    monkeypatch.setattr(ssh_transport, "DEAD_PEER_TIMEOUT", 3)
+    assert run_through_a_silent_drop(ssh_host2, rig.netns) < 10
+
+
+@pytest.mark.slow
+def test_silently_dropped_network_fails_a_running_command_in_about_30_s(ssh_host2, rig):
+    assert run_through_a_silent_drop(ssh_host2, rig.netns) < 45
 
 
 def test_login_shell_sees_the_profile(ssh_host):
