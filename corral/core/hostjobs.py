@@ -37,6 +37,11 @@ Writer = Callable[[Path, str, int], None]
 LOCK_TIMEOUT = 120.0
 
 
+class Deferred(Exception):
+    """Raised by a spawn that could not start its jobs *yet* (a scheduler's submission
+    limit, an overloaded controller): they stay ready, with no failure recorded."""
+
+
 def recover(
     dirs: Sequence[Path], launcher: str, alive: Callable[[list[Any]], list[bool]]
 ) -> list[tuple[Status | None, Any]]:
@@ -96,6 +101,10 @@ def start(
         if fresh:
             try:
                 handles = spawn([entries[i][0] for i in fresh])
+            except Deferred:
+                for i in fresh:
+                    result[i] = ((JobState.READY, None), None)
+                return [r for r in result if r is not None]
             except Exception as exc:
                 from corral.errors import SubmissionError
 

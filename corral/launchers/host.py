@@ -49,6 +49,15 @@ class Host:
         """Whether the job directories are on another machine."""
         return isinstance(self.connector, SSHConnector)
 
+    @property
+    def user(self) -> str:
+        """The user jobs run as on the host."""
+        if isinstance(self.connector, SSHConnector):
+            return self.connector.destination.user
+        import getpass
+
+        return getpass.getuser()
+
     def __str__(self) -> str:
         if isinstance(self.connector, SSHConnector):
             return str(self.connector.destination)

@@ -26,6 +26,7 @@ from corral.core.job import Failure, FailureReason, Job, JobState, Resources
 from corral.core.launcher import Launcher
 from corral.errors import ConfigError
 from corral.launchers.host import Host, check_workdir
+from corral.launchers.slurm_limits import SubmitBudget
 from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options
 from corral.launchers.slurm_states import (
     ControllerState,
@@ -41,6 +42,16 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_ARRAY = 1001
 _OK: Status = (JobState.SUBMITTED, None)
+
+
+def _submit_limit(sacctmgr: str, account: str | None) -> int | None:
+    """The lowest ``MaxSubmit`` of the user's associations (of ``account`` if given)."""
+    limits = []
+    for line in sacctmgr.splitlines():
+        name, _, value = line.strip().partition("|")
+        if value.isdigit() and (account is None or name == account):
+            limits.append(int(value))
+    return min(limits, default=None)
 
 
 def _bases(ids: Sequence[str]) -> str:
@@ -135,6 +146,7 @@ class SlurmLauncher(Launcher):
         self.counts: Counter[str] = Counter()
         self._max_array: int | None = None
         self._sacct: bool | None = None
+        self.budget: SubmitBudget | None = None
 
     def with_(self, **changes: Any) -> SlurmLauncher:
         """A copy with some options changed: ``cluster.with_(partition="short")``."""
@@ -159,6 +171,28 @@ class SlurmLauncher(Launcher):
             # an array of N tasks has indices 0..N-1, which must stay below MaxArraySize
             self._max_array = int(found.group(1)) - 1 if found else DEFAULT_MAX_ARRAY - 1
         return self._max_array
+
+    def submit_budget(self) -> SubmitBudget:
+        """The room under the cluster's limit on this user's queued jobs (``MaxSubmitJobs``
+        of the user's association, read with sacctmgr where accounting works)."""
+        if self.budget is None:
+            limit = None
+            if self.accounting():
+                out = self.run(
+                    ["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={self.host.user}",
+                     "format=Account,MaxSubmit"]
+                )
+                limit = _submit_limit(out.stdout, self.options.account)
+            self.budget = SubmitBudget(limit)
+        return self.budget
+
+    def capacity(self, jobs: Sequence[Job]) -> int | None:
+        """How many of ``jobs`` may be queued now without going over the cluster's limits."""
+        return self.submit_budget().room()
+
+    def attach(self, job: Job) -> None:
+        """A job found queued or running counts against the limits."""
+        self.submit_budget().queued(job)
 
     def accounting(self) -> bool:
         """Whether ``sacct`` works on this cluster (else polling uses ``squeue``)."""
@@ -292,14 +326,23 @@ class SlurmLauncher(Launcher):
             a["status"] and a["status"][1] and a["status"][1].get("reason") == "rejected"
             for a in answers
         )
-        if rejected or any(a.get("new") for a in answers):
+        deferred = any(a["status"] and a["status"][0] == JobState.READY.value for a in answers)
+        if rejected or deferred or any(a.get("new") for a in answers):
             self.counts["sbatch"] += 1  # the agent ran sbatch once for this batch
         result: dict[Job, Status] = {}
+        budget = self.submit_budget()
         for job, answer in zip(jobs, answers, strict=True):
             status = _status(answer["status"])
             assert status is not None
             job.handle = answer["handle"]
-            result[job] = (JobState.SUBMITTED, None) if status[0] is JobState.RUNNING else status
+            if status[0] is JobState.RUNNING:
+                status = (JobState.SUBMITTED, None)
+                budget.queued(job)
+            result[job] = status
+        if any(s[0] is JobState.READY for s in result.values()):
+            budget.refused(len(jobs))  # over a limit on queued jobs: they stay ready
+        else:
+            budget.accepted()
         return result
 
     def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
@@ -321,6 +364,7 @@ class SlurmLauncher(Launcher):
             markers = self.host.call("inspect", {"dirs": [str(j.directory) for j in ended]})
             for job, marker in zip(ended, markers, strict=True):
                 result[job] = combine(views[job], _status(marker))
+                self.submit_budget().finished(job)
         for job, (_, failure) in result.items():
             if failure is not None and failure.reason is FailureReason.CANCELLED:
                 failed = [

@@ -15,15 +15,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from corral.core.hostjobs import Deferred
 from corral.core.workspace import LAUNCH, read_json, state_dir
 from corral.launchers.slurm_states import ACTIVE, parse_states
 
 SUBMITTING = "submitting.json"
+LIMIT = re.compile(
+    r"MaxSubmitJob|SubmitJobLimit|job submit limit|MaxJobCount|Resource temporarily unavailable"
+)
+"""sbatch refused the jobs for a limit on queued jobs: submit them later."""
+TRANSIENT = re.compile(
+    r"Socket timed out|Unable to contact slurm controller|Connection refused"
+    r"|temporarily unable|Zero Bytes were transmitted"
+)
+"""The controller did not answer: try again, then later."""
+RETRY_PAUSES = (1.0, 2.0, 4.0)
 NAME_PREFIX = "corral-"
 TIMEOUT = 120
 
@@ -89,10 +102,17 @@ def sbatch_spawn(
             write(state_dir(job_dir) / SUBMITTING, json.dumps(intent), 0o644)
         argv = ["sbatch", "--parsable", str(wrapper)]
         done = _run(argv)
+        for pause in RETRY_PAUSES:
+            if done.returncode == 0 or not TRANSIENT.search(done.stderr):
+                break
+            time.sleep(pause)
+            done = _run(argv)
         if done.returncode != 0:
             for job_dir in dirs:
                 with contextlib.suppress(OSError):
                     (state_dir(job_dir) / SUBMITTING).unlink()
+            if LIMIT.search(done.stderr) or TRANSIENT.search(done.stderr):
+                raise Deferred(done.stderr.strip())
             raise SubmissionError(
                 "sbatch refused the job", argv=argv, returncode=done.returncode, stderr=done.stderr
             )

@@ -266,6 +266,57 @@ def test_a_submission_whose_agent_died_before_recording_it_is_found_by_name(
     assert [r["name"] for r in read_log(log)] == ["once"]
 
 
+@pytest.fixture
+def max_submit_jobs(slurm_cluster):
+    """Lower root's MaxSubmitJobs for one test (an association limit, enforced by the rig)."""
+    def limit(value: int) -> None:
+        slurm_cluster.command("sacctmgr", "-i", "modify", "user", "root", "set",
+                              f"MaxSubmitJobs={value}")
+    limit(4)
+    yield 4
+    limit(-1)
+
+
+@pytest.mark.sacct
+def test_three_times_max_submit_jobs_all_complete(max_submit_jobs, tmp_path):
+    log = tmp_path / "log"
+    launcher = SlurmLauncher(time="5")
+    n = 3 * max_submit_jobs
+    with experiment(tmp_path / "ws", "limits", launcher=launcher):
+        for i in range(n):
+            Record(name=f"l{i}", sleep=0.5, log=log).submit()
+    assert sorted(r["name"] for r in read_log(log)) == sorted(f"l{i}" for i in range(n))
+    assert launcher.budget is not None and launcher.budget.limit == max_submit_jobs
+    assert launcher.counts["sbatch"] >= 3  # never more than the limit queued at once
+
+
+def test_refused_for_a_limit_the_jobs_wait_and_go_out_later(slurm_cluster, tmp_path, mocker):
+    """A limit the launcher could not read (e.g. a QOS's): sbatch's refusal is not a failure."""
+    from corral.launchers import slurm_host
+
+    real_run = slurm_host._run
+    refusals = []
+
+    def run(argv):
+        if argv[0] == "sbatch" and len(refusals) < 2:
+            refusals.append(argv)
+            return subprocess.CompletedProcess(argv, 1, "", (
+                "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission "
+                "failed: Job violates accounting/QOS policy (job submit limit, user's size and/or "
+                "time limits)\n"))
+        return real_run(argv)
+
+    mocker.patch.object(slurm_host, "_run", run)
+    mocker.patch("corral.launchers.slurm_limits.MIN_PAUSE", 0.5)
+    log = tmp_path / "log"
+    launcher = SlurmLauncher(time="5")
+    with experiment(tmp_path / "ws", "refused", launcher=launcher):
+        for i in range(3):
+            Record(name=f"q{i}", log=log).submit()
+    assert len(refusals) == 2
+    assert sorted(r["name"] for r in read_log(log)) == ["q0", "q1", "q2"]
+
+
 from corral import Meta, Param, Task  # noqa: E402
 
 

@@ -12,7 +12,8 @@
 #
 # Modes:
 #   squeue        no accounting storage: sacct does not work, only squeue/scontrol (+ jobcomp).
-#   sacct         adds slurmdbd + MariaDB (--skip-networking): plain sacct works for every user.
+#   sacct         adds slurmdbd + MariaDB (--skip-networking): plain sacct works for every user;
+#                 association limits (MaxSubmitJobs, ...) are enforced.
 #   cgroup        proctrack/cgroup + task/cgroup + CR_Core_Memory: --mem is enforced
 #                 (a job over its memory ends OUT_OF_MEMORY). Needs cgroup v1's memory controller.
 #   sacct+cgroup  both.
@@ -256,7 +257,8 @@ write_slurm_conf() {  # write_slurm_conf CTLD_ADDR
     if has sacct; then
         acct="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePass=$MUNGE_SOCK"
+AccountingStoragePass=$MUNGE_SOCK
+AccountingStorageEnforce=associations,limits"
         gather=jobacct_gather/linux
     else
         acct="AccountingStorageType=accounting_storage/none"

@@ -115,3 +115,42 @@ def test_parse_states_expands_arrays_and_ignores_ambiguous_records():
     }
     squeue = "7_0|RUNNING|None\n7_1|PENDING|Resources\n"
     assert parse_states(squeue, ["7_1"]) == {"7_1": ("PENDING", "Resources")}
+
+
+def test_submit_budget_keeps_under_the_limit_and_learns_from_refusals():
+    from corral.launchers.slurm_limits import MIN_PAUSE, SubmitBudget
+
+    now = [0.0]
+    budget = SubmitBudget(limit=4, clock=lambda: now[0])
+    assert budget.room() == 4
+    for job in "abc":
+        budget.queued(job)
+    assert budget.room() == 1
+    budget.finished("a")
+    assert budget.room() == 2
+    budget.refused(2)  # the user's other jobs count too: what is queued is the limit
+    assert budget.learned == 2
+    assert budget.room() == 0 and budget.paused_for == MIN_PAUSE
+    now[0] += MIN_PAUSE
+    assert budget.room() == 0  # 2 queued, limit learned 2
+    budget.finished("b")
+    assert budget.room() == 1
+    budget.refused(1)
+    assert budget.paused_for == 2 * MIN_PAUSE  # backing off
+    budget.accepted()
+
+    unknown = SubmitBudget(clock=lambda: now[0])
+    assert unknown.room() is None  # no limit known: no cap
+    unknown.refused(10)  # nothing queued: try half as many next time
+    now[0] += MIN_PAUSE
+    assert unknown.room() == 5
+
+
+def test_submit_limit_from_sacctmgr():
+    from corral.launchers.slurm import _submit_limit
+
+    out = "root|4\ncorral|\nother|10\n"
+    assert _submit_limit(out, None) == 4
+    assert _submit_limit(out, "other") == 10
+    assert _submit_limit(out, "corral") is None
+    assert _submit_limit("", None) is None
