@@ -9,7 +9,8 @@ to job directories on its own host, exactly as the local launcher does on the cl
 - ``start``: write each job's files and start it detached (new session) unless it is done
   or running already, under its job lock;
 - ``poll``: the status of started jobs (markers and liveness together);
-- ``cancel``: SIGTERM to each job's process group;
+- ``cancel``: SIGTERM to each job's process group, SIGKILL to what is left after a grace;
+- ``fail``: write the ``failed`` marker of jobs that could not run (a dependency failed);
 - ``inspect``: each directory's final marker, if any.
 
 For ``"launcher": "slurm"`` liveness is the job's SLURM state (``squeue``), and a ``start``
@@ -26,11 +27,16 @@ import platform
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from corral.core import hostjobs, procs
 from corral.core.hostjobs import Status
+from corral.core.job import Failure, FailureReason
+
+CANCEL_GRACE = 10.0
+"""Seconds a cancelled job's process group has, after SIGTERM, before SIGKILL."""
 
 
 def _status_json(status: Status | None) -> Any:
@@ -139,12 +145,76 @@ def poll(request: dict[str, Any]) -> Any:
     ]
 
 
+def _groups_alive(pgids: set[int]) -> set[int]:
+    """The process groups among ``pgids`` with a live (not zombie) member, from /proc."""
+    found: set[int] = set()
+    if not pgids:
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        state, _, pgrp = data[data.rindex(")") + 2 :].split()[:3]
+        if state not in ("Z", "X") and int(pgrp) in pgids:
+            found.add(int(pgrp))
+    return found
+
+
 def cancel(request: dict[str, Any]) -> Any:
-    """``{"handles"}``: SIGTERM each live job's process group."""
-    for handle in request["handles"]:
+    """``{"handles", "dirs"?, "grace"?}``: SIGTERM each live job's process group; SIGKILL
+    what is left of the groups after ``grace`` seconds (default :data:`CANCEL_GRACE`).
+
+    A job killed that way leaves no marker of its own: it gets a ``killed`` one (in its
+    directory, from ``dirs``, aligned with ``handles``). Answers ``{"killed": [pids]}``.
+    """
+    handles = request["handles"]
+    dirs = request.get("dirs") or [None] * len(handles)
+    grace = float(request.get("grace", CANCEL_GRACE))
+    groups: list[tuple[Any, str | None]] = []
+    for handle, job_dir in zip(handles, dirs, strict=True):
         if procs.handle_alive(handle):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(handle["pid"], signal.SIGTERM)
+                groups.append((handle, job_dir))
+    # The group outlives its leader while a child the job spawned is in it: a pgid in use
+    # is never given to a new process, so signalling it later reaches the same group.
+    pgids = {h["pid"] for h, _ in groups}
+    deadline = time.monotonic() + grace
+    while (alive := _groups_alive(pgids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed: list[tuple[Any, str | None]] = []
+    for handle, job_dir in groups:
+        if handle["pid"] in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(handle["pid"], signal.SIGKILL)
+                killed.append((handle, job_dir))
+    deadline = time.monotonic() + 5.0
+    pgids = {h["pid"] for h, _ in killed}
+    while _groups_alive(pgids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    from corral.core.workspace import final_state
+
+    failure = Failure(
+        FailureReason.KILLED,
+        f"cancelled: killed by SIGKILL after {grace:g} s (SIGTERM was not enough)",
+        signal="SIGKILL",
+    )
+    for handle, job_dir in killed:
+        if job_dir is None or procs.handle_alive(handle):
+            continue
+        if final_state(Path(job_dir)) is None:
+            hostjobs.write_failure(Path(job_dir), failure, _write)
+    return {"killed": [h["pid"] for h, _ in killed]}
+
+
+def fail(request: dict[str, Any]) -> Any:
+    """``{"jobs": [{"dir", "failure"}]}``: write each job's ``failed`` marker."""
+    for job in request["jobs"]:
+        hostjobs.write_failure(Path(job["dir"]), Failure.from_json(job["failure"]), _write)
     return {}
 
 
@@ -161,6 +231,7 @@ COMMANDS = {
     "start": start,
     "poll": poll,
     "cancel": cancel,
+    "fail": fail,
     "inspect": inspect,
 }
 

@@ -19,7 +19,7 @@ import abc
 import json
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -149,6 +149,12 @@ class Launcher(abc.ABC):
         self.connector.write_text(
             state_dir(job.directory) / FAILED, json.dumps(failure.to_json(), sort_keys=True)
         )
+
+    def mark_all_failed(self, failures: Mapping[Job, Failure]) -> None:
+        """Record that each job failed without running (:meth:`mark_failed` for each; remote
+        launchers do it in one round trip)."""
+        for job, failure in failures.items():
+            self.mark_failed(job, failure)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -1,9 +1,14 @@
 """``LauncherPool``: spread jobs over several launchers (e.g. SSH boxes) by free slots.
 
 The pool picks a member for each job when it is submitted — the host of its dependencies
-(their outputs are there), else the member with the most free CPU slots counting the jobs it
-already holds — so the job's directory, and hence ``task.__taskdir__``, is known at once, and
-from then on the job is an ordinary job of that member.
+(their outputs are there), else the member with the most free slots counting the jobs it
+already holds: free GPUs first for a job that needs GPUs, then the share of free CPUs — so
+the job's directory, and hence ``task.__taskdir__``, is known at once, and from then on the
+job is an ordinary job of that member.
+
+A job's resources are known only after its submit hooks ran, with the member first chosen
+for a default job; :meth:`LauncherPool.assigned` then moves a job without dependencies to a
+better member for what it really asks (a GPU job to where a GPU is free).
 """
 
 from __future__ import annotations
@@ -30,24 +35,66 @@ class LauncherPool:
             raise ConfigError("LauncherPool needs a non-empty list of launchers")
         self.members = members
         self._held: dict[int, list[Job]] = {id(m): [] for m in members}
+        self._workspace: Workspace | None = None
 
     def select(self, dependencies: Sequence[Job], workspace: Workspace) -> Launcher:
-        """The member for a job with these dependencies."""
+        """The member for a job with these dependencies (a default job's resources)."""
+        self._workspace = workspace
         for dep in dependencies:
             for member in self.members:
                 if member.location(workspace) == dep.launcher.location(workspace):
                     return member
-        return max(self.members, key=self._free)
+        return self.best(1, 0, self.members)
 
     def assigned(self, member: Launcher, job: Job) -> None:
-        """Count ``job`` against ``member`` until it is final."""
+        """Count ``job`` against its member until it is final.
+
+        A job without dependencies moves to the best member for its resources, as the
+        submit hooks left them, when that is not ``member``.
+        """
+        if not job.dependencies and self._workspace is not None:
+            cpus, gpus = job.resources.cpus, job.resources.gpus
+            able = [m for m in self.members if m is member or self._fits_ever(m, cpus, gpus)]
+            best = self.best(cpus, gpus, able)
+            if best is not member:
+                job.launcher = best
+                job.directory = best.job_directory(self._workspace, job.type_id, job.identifier)
+                best.check(job)
+                member = best
         self._held[id(member)].append(job)
 
-    def _free(self, member: Launcher) -> float:
+    def free(self, member: Launcher) -> tuple[int, int]:
+        """``(cpus, gpus)`` of ``member`` not held by the pool's unfinished jobs."""
         held = self._held[id(member)]
         held[:] = [j for j in held if not j.state.final]
-        cpus = getattr(getattr(member, "slots", None), "cpus", 1)
-        return (cpus - sum(j.resources.cpus for j in held)) / cpus
+        cpus, gpus = _slots(member)
+        return (
+            cpus - sum(j.resources.cpus for j in held),
+            gpus - sum(j.resources.gpus for j in held),
+        )
+
+    def best(self, cpus: int, gpus: int, members: Sequence[Launcher]) -> Launcher:
+        """Of ``members``, the one with room now for ``cpus`` and ``gpus``, the most free GPUs
+        (for a GPU job), then the largest share of free CPUs; the first on a tie."""
+
+        def key(member: Launcher) -> tuple[bool, int, float]:
+            free_cpus, free_gpus = self.free(member)
+            total_cpus = max(_slots(member)[0], 1)
+            fits = free_cpus >= cpus and free_gpus >= gpus
+            return fits, free_gpus if gpus else 0, free_cpus / total_cpus
+
+        return max(members, key=key)
+
+    @staticmethod
+    def _fits_ever(member: Launcher, cpus: int, gpus: int) -> bool:
+        total_cpus, total_gpus = _slots(member)
+        return cpus <= total_cpus and gpus <= total_gpus
 
     def __repr__(self) -> str:
         return f"LauncherPool({self.members!r})"
+
+
+def _slots(member: Launcher) -> tuple[int, int]:
+    """A member's CPU and GPU slots (1 and 0 for a launcher that does not count slots)."""
+    slots = getattr(member, "slots", None)
+    return int(getattr(slots, "cpus", 1)), int(getattr(slots, "gpus", 0))

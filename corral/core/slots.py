@@ -4,16 +4,34 @@ A job that needs ``k`` of ``n`` slots holds ``k`` of the files ``<dir>/<i>.lock`
 (``flock``) while it runs, so two clients, or a client that left, never oversubscribe a host;
 a GPU job's leased indices become its ``CUDA_VISIBLE_DEVICES``. The kernel releases the
 locks when the process ends, however it ends.
+
+The lock files are the machine's, not a workspace's or a client's: by default they live in
+``/tmp/corral-slots/{cpu,gpu}`` on the host where the job runs (``$CORRAL_SLOTS_DIR`` there,
+or a launcher's ``slots_dir``, instead), so every client and every Unix user of the machine
+leases from the same files. Directories are created sticky and world-writable (like
+``/tmp``) and lock files readable by all, since ``flock`` needs only a read-only descriptor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import random
 import threading
 import time
 from pathlib import Path
+
+DEFAULT_DIR = "/tmp/corral-slots"
+"""The machine-wide slot directory (not under ``$XDG_RUNTIME_DIR``: that one is per user)."""
+
+ENV = "CORRAL_SLOTS_DIR"
+"""Overrides :data:`DEFAULT_DIR` on the host where a job runs."""
+
+
+def host_dir() -> Path:
+    """This machine's slot directory: ``$CORRAL_SLOTS_DIR``, else :data:`DEFAULT_DIR`."""
+    return Path(os.environ.get(ENV) or DEFAULT_DIR)
 
 
 class Lease:
@@ -30,11 +48,53 @@ class Lease:
         self._fds = []
 
 
+def make_shared_dir(directory: Path) -> None:
+    """Create ``directory`` and its missing parents with mode 1777, as ``/tmp`` is."""
+    missing: list[Path] = []
+    path = directory
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue  # made by another process (perhaps another user): its creator sets it
+        except OSError as exc:
+            raise OSError(f"cannot create the slot directory {path}: {exc}") from exc
+        os.chmod(path, 0o1777)  # mkdir's mode is cut by the umask
+
+
+def _open_lock(path: Path) -> int:
+    # Open an existing file without O_CREAT: in a sticky world-writable directory,
+    # fs.protected_regular refuses O_CREAT on another user's file even when it exists.
+    for _ in range(3):
+        try:
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # created meanwhile by another job
+        except PermissionError as exc:
+            raise PermissionError(
+                f"cannot create the slot lock {path} (its directory must be writable by "
+                f"every user of the machine: chmod 1777 {path.parent}): {exc}"
+            ) from exc
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666)  # O_CREAT's mode is cut by the umask
+        return fd
+    return os.open(path, os.O_RDONLY)
+
+
 def _try(directory: Path, total: int, need: int) -> Lease | None:
     indices: list[int] = []
     fds: list[int] = []
     for i in random.sample(range(total), total):  # spread contention over the files
-        fd = os.open(directory / f"{i}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        fd = _open_lock(directory / f"{i}.lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -55,7 +115,7 @@ def acquire(directory: Path, total: int, need: int, *, max_pause: float = 1.0) -
         return Lease([], [])
     if need > total:
         raise ValueError(f"{need} slots asked, only {total} exist in {directory}")
-    directory.mkdir(parents=True, exist_ok=True)
+    make_shared_dir(directory)
     pause = 0.02
     while True:
         lease = _try(directory, total, need)
@@ -66,9 +126,12 @@ def acquire(directory: Path, total: int, need: int, *, max_pause: float = 1.0) -
 
 
 def parse(spec: str) -> tuple[Path, int, int]:
-    """``"<dir>:<total>:<need>"`` (as put in a job's environment) → its parts."""
+    """``"<dir>:<total>:<need>"`` (as put in a job's environment) → its parts.
+
+    A relative ``<dir>`` is under this machine's slot directory (:func:`host_dir`).
+    """
     directory, total, need = spec.rsplit(":", 2)
-    return Path(directory), int(total), int(need)
+    return host_dir() / directory, int(total), int(need)
 
 
 class SlotBudget:
@@ -124,9 +187,14 @@ class SlotBudget:
         with self._lock:
             self._used.pop(key, None)
 
-    def environ(self, root: str, need_cpus: int, need_gpus: int) -> dict[str, str]:
-        """The lease variables of a job (see :func:`acquire`): ``root`` holds the lock files."""
-        env = {"CORRAL_CPU_SLOTS": f"{root}/cpu:{self.cpus}:{need_cpus}"}
+    def environ(self, root: str | None, need_cpus: int, need_gpus: int) -> dict[str, str]:
+        """The lease variables of a job (see :func:`acquire`).
+
+        ``root`` holds the lock files; None means the slot directory of the host where the
+        job runs (:func:`host_dir`, resolved there).
+        """
+        prefix = "" if root is None else f"{root.rstrip('/')}/"
+        env = {"CORRAL_CPU_SLOTS": f"{prefix}cpu:{self.cpus}:{need_cpus}"}
         if need_gpus:
-            env["CORRAL_GPU_SLOTS"] = f"{root}/gpu:{self.gpus}:{need_gpus}"
+            env["CORRAL_GPU_SLOTS"] = f"{prefix}gpu:{self.gpus}:{need_gpus}"
         return env

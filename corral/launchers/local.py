@@ -1,17 +1,15 @@
 """``LocalLauncher``: job scripts as detached processes on this machine.
 
 Each job runs in a new session (Ctrl-C on the experiment leaves it running; a later run
-re-attaches). CPU and GPU slots are leased by the job itself on lock files under
-``WORKSPACE/.corral/slots/<host>/`` (see :mod:`corral.core.slots`), so two experiments on one
-machine never oversubscribe it; the launcher also starts no more jobs than it has slots.
+re-attaches). CPU and GPU slots are leased by the job itself on the machine's lock files
+(``/tmp/corral-slots/``, see :mod:`corral.core.slots`), so two experiments on one machine,
+whatever their workspaces or users, never oversubscribe it; the launcher also starts no more
+jobs than it has slots.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from corral.core.hostjobs import poll as poll_dir
 from corral.core.job import Job, JobState
 from corral.core.launcher import HostLauncher, Launcher, Status
 from corral.core.slots import SlotBudget
+from corral.errors import ConfigError
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
@@ -38,6 +37,9 @@ class LocalLauncher(HostLauncher):
     :param gpus: GPU slots; a job with ``resources.gpus = k`` gets ``k`` of them in
         ``CUDA_VISIBLE_DEVICES``.
     :param python: the interpreter of the jobs (default: this one).
+    :param slots_dir: where the slot lock files are (default: the machine's,
+        ``$CORRAL_SLOTS_DIR`` or ``/tmp/corral-slots``).
+    :param cancel_grace: seconds between SIGTERM and SIGKILL when a job is cancelled.
     """
 
     name = "local"
@@ -50,11 +52,17 @@ class LocalLauncher(HostLauncher):
         gpus: int = 0,
         python: str | None = None,
         connector: Connector | None = None,
+        slots_dir: str | os.PathLike[str] | None = None,
+        cancel_grace: float = 10.0,
     ) -> None:
         super().__init__(connector or LocalConnector(), python=python)
         self.slots = SlotBudget(
             "local launcher", cpus if cpus is not None else (os.cpu_count() or 1), gpus
         )
+        self.slots_dir = None if slots_dir is None else os.path.abspath(os.fspath(slots_dir))
+        if not isinstance(cancel_grace, int | float) or cancel_grace < 0:
+            raise ConfigError(f"local launcher: cancel_grace must be >= 0, got {cancel_grace!r}")
+        self.cancel_grace = float(cancel_grace)
         self.cpus, self.gpus = self.slots.cpus, self.slots.gpus
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -69,8 +77,7 @@ class LocalLauncher(HostLauncher):
 
     def job_environ(self, job: Job) -> dict[str, str]:
         """The slot leases the job takes (see :mod:`corral.core.slots`)."""
-        root = job.directory.parents[2] / ".corral" / "slots" / socket.gethostname()
-        return self.slots.environ(str(root), job.resources.cpus, job.resources.gpus)
+        return self.slots.environ(self.slots_dir, job.resources.cpus, job.resources.gpus)
 
     def command(self, job: Job) -> list[str]:
         """The argv that runs a job's script; it must ``exec`` (the pid is the job's)."""
@@ -132,11 +139,17 @@ class LocalLauncher(HostLauncher):
         return [procs.handle_alive(h) for h in handles]
 
     def cancel(self, jobs: Sequence[Job]) -> None:
-        """Send SIGTERM to each job's process group."""
-        for job in jobs:
-            if procs.handle_alive(job.handle):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(job.handle["pid"], signal.SIGTERM)
+        """SIGTERM to each job's process group, SIGKILL to what is left after the grace."""
+        from corral import agent
+
+        started = [j for j in jobs if j.handle is not None]
+        agent.cancel(
+            {
+                "handles": [j.handle for j in started],
+                "dirs": [str(j.directory) for j in started],
+                "grace": self.cancel_grace,
+            }
+        )
 
 
 @hookimpl

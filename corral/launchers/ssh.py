@@ -6,14 +6,15 @@ Every scheduler cycle costs one SSH round trip per host for each of: starting th
 is done by :mod:`corral.agent` there. Jobs are started in a new session, so they survive the
 SSH connection and the client; a later run re-attaches (pid + start time). The local
 workspace keeps a pointer per job (``.corral/remote.json`` plus copies of ``params.json`` and
-``job.sh``) so that listing jobs needs no round trip.
+``job.sh``), written when the job starts, is found running or done by a later run, or fails,
+so that listing jobs needs no round trip. Slot leases are the remote machine's own lock files
+(see :mod:`corral.core.slots`), shared by every client and user of that machine.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from corral.core.job import Failure, Job, JobState
 from corral.core.launcher import Launcher
 from corral.core.pool import LauncherPool
 from corral.core.slots import SlotBudget
-from corral.core.workspace import state_dir, write_json_atomic
+from corral.core.workspace import read_json, state_dir, write_json_atomic
 from corral.errors import ConfigError, SubmissionError
 from corral.launchers.host import Host, check_workdir
 from corral.plugins.markers import hookimpl
@@ -53,6 +54,9 @@ class SSHLauncher(Launcher):
         ``CUDA_VISIBLE_DEVICES``, leased on the host (never shared with another client).
     :param python: the remote interpreter, which must have corral installed.
     :param setup: shell lines run before the job (``source venv/bin/activate``, ...).
+    :param slots_dir: the remote directory of the slot lock files (absolute; default: the
+        host's, ``$CORRAL_SLOTS_DIR`` there or ``/tmp/corral-slots``).
+    :param cancel_grace: seconds between SIGTERM and SIGKILL when a job is cancelled.
     """
 
     name = "ssh"
@@ -68,6 +72,8 @@ class SSHLauncher(Launcher):
         gpus: int = 0,
         python: str = "python3",
         setup: Sequence[str] = (),
+        slots_dir: str | None = None,
+        cancel_grace: float = 10.0,
     ) -> None:
         if connector is None:
             if host is None:
@@ -80,11 +86,18 @@ class SSHLauncher(Launcher):
                 f"SSHLauncher: connector must be an SSHConnector, got {type(connector).__name__}"
             )
         check_workdir("SSHLauncher", workdir)
+        if slots_dir is not None and not (isinstance(slots_dir, str) and slots_dir.startswith("/")):
+            raise ConfigError(f"SSHLauncher: slots_dir must be an absolute path, got {slots_dir!r}")
+        if not isinstance(cancel_grace, int | float) or cancel_grace < 0:
+            raise ConfigError(f"SSHLauncher: cancel_grace must be >= 0, got {cancel_grace!r}")
         super().__init__(connector, python=python, setup=setup)
         self.ssh = connector
         self.workdir = workdir
         self.host = Host(connector, python=python, setup=setup, workdir=workdir)
         self.slots = SlotBudget(f"ssh launcher on {connector.destination}", cpus, gpus)
+        self.slots_dir = slots_dir
+        self.cancel_grace = float(cancel_grace)
+        self._workspaces: dict[Path, Workspace] = {}  # job directory -> its local workspace
 
     @classmethod
     def pool(cls, launchers: Sequence[SSHLauncher]) -> LauncherPool:
@@ -107,6 +120,12 @@ class SSHLauncher(Launcher):
         """The remote workdir."""
         return Path(self.remote_workdir())
 
+    def job_directory(self, workspace: Workspace, type_id: str, identifier: str) -> Path:
+        """The remote job directory; the local workspace is noted for the job's pointer."""
+        directory = super().job_directory(workspace, type_id, identifier)
+        self._workspaces[directory] = workspace
+        return directory
+
     def location(self, workspace: Workspace) -> str:
         """The remote host and workdir."""
         return f"ssh:{self.ssh.destination}:{self.workdir}"
@@ -120,9 +139,8 @@ class SSHLauncher(Launcher):
         return self.slots.fits([(j.resources.cpus, j.resources.gpus) for j in jobs])
 
     def job_environ(self, job: Job) -> dict[str, str]:
-        """The slot leases the job takes on the host."""
-        root = job.directory.parents[2] / ".corral" / "slots" / self.ssh.destination.hostname
-        return self.slots.environ(str(root), job.resources.cpus, job.resources.gpus)
+        """The slot leases the job takes on the host (its machine-wide lock files)."""
+        return self.slots.environ(self.slots_dir, job.resources.cpus, job.resources.gpus)
 
     def attach(self, job: Job) -> None:
         """Count a job found running against the slots."""
@@ -139,13 +157,18 @@ class SSHLauncher(Launcher):
         for job, answer in zip(jobs, answers, strict=True):
             if answer["handle"] is not None:
                 job.handle = answer["handle"]
-            result[job] = _status(answer["status"])
+            status = _status(answer["status"])
+            if status is not None:
+                self._pointer(job, status)
+            result[job] = status
         return result
 
     def start(
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
         """Send every job's files and start them, in one command."""
+        for job in jobs:
+            self._workspaces[job.directory] = workspace
         files = {job: self.job_files(job, workspace) for job in jobs}
         request = {
             "launcher": self.name,
@@ -163,7 +186,7 @@ class SSHLauncher(Launcher):
             job.handle = answer["handle"]
             if status[0] is JobState.RUNNING and not detached:
                 self.slots.take(job, job.resources.cpus, job.resources.gpus)
-            self._record(job, workspace, files[job], status)
+            self._pointer(job, status, files[job])
             result[job] = status
         return result
 
@@ -178,13 +201,35 @@ class SSHLauncher(Launcher):
             assert status is not None
             if status[0].final:
                 self.slots.release(job)
-                self._update_record(job, status)
+                self._pointer(job, status)
             result[job] = status
         return result
 
     def cancel(self, jobs: Sequence[Job]) -> None:
-        """SIGTERM to each job's process group on the host."""
-        self.agent("cancel", {"handles": [j.handle for j in jobs if j.handle is not None]})
+        """SIGTERM to each job's process group on the host, SIGKILL to what is left after
+        ``cancel_grace`` seconds; one command for all."""
+        started = [j for j in jobs if j.handle is not None]
+        self.agent(
+            "cancel",
+            {
+                "handles": [j.handle for j in started],
+                "dirs": [str(j.directory) for j in started],
+                "grace": self.cancel_grace,
+            },
+        )
+
+    def mark_failed(self, job: Job, failure: Failure) -> None:
+        """Write the job's ``failed`` marker on the host."""
+        self.mark_all_failed({job: failure})
+
+    def mark_all_failed(self, failures: Mapping[Job, Failure]) -> None:
+        """Write the ``failed`` markers of jobs that could not run, in one command."""
+        if not failures:
+            return
+        jobs = [{"dir": str(j.directory), "failure": f.to_json()} for j, f in failures.items()]
+        self.agent("fail", {"jobs": jobs})
+        for job, failure in failures.items():
+            self._pointer(job, (JobState.FAILED, failure))
 
     # --- outputs ----------------------------------------------------------------------------
 
@@ -205,40 +250,45 @@ class SSHLauncher(Launcher):
 
     # --- the local pointer -------------------------------------------------------------------
 
-    def _record(
-        self, job: Job, workspace: Workspace, files: dict[str, str], status: Status
-    ) -> None:
+    def _pointer(self, job: Job, status: Status, files: dict[str, str] | None = None) -> None:
+        """Write the job's local pointer: where it runs, its handle, its last known state.
+
+        ``files`` (``params.json``, ``job.sh``) are copied next to it; without them, those
+        missing locally (a job found by a later run, or failed before it ran) are rendered.
+        """
+        workspace = self._workspaces.get(job.directory)
+        if workspace is None:
+            return
         local = state_dir(workspace.job_dir(job.type_id, job.identifier))
         local.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
+        if files is None and not all((local / n).exists() for n in ("params.json", "job.sh")):
+            files = {
+                name: text
+                for name, text in self.job_files(job, workspace).items()
+                if not (local / name).exists()
+            }
+        for name, text in (files or {}).items():
             (local / name).write_text(text)
-        write_json_atomic(
-            local / REMOTE_RECORD,
+        path = local / REMOTE_RECORD
+        data = read_json(path)
+        data = data if isinstance(data, dict) else {}  # an earlier run's pointer, kept updated
+        data.update(
             {
                 "launcher": self.name,
                 "host": str(self.ssh.destination),
                 "alias": self.ssh.host,
                 "remote_dir": str(job.directory),
-                "handle": job.handle,
+                "handle": job.handle if job.handle is not None else data.get("handle"),
                 "state": status[0].value,
                 "time": time.time(),
-            },
+            }
         )
-        job.record = local
-
-    def _update_record(self, job: Job, status: Status) -> None:
-        record = getattr(job, "record", None)
-        if record is None:
-            return
-        path = Path(record) / REMOTE_RECORD
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return
-        data["state"] = status[0].value
         if status[1] is not None:
             data["failure"] = status[1].to_json()
+        else:
+            data.pop("failure", None)
         write_json_atomic(path, data)
+        job.record = local
 
 
 @hookimpl

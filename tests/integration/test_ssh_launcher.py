@@ -76,14 +76,22 @@ from corral.connectors.ssh import SSHConnector
 from corral.launchers.ssh import SSHLauncher
 from tests.seed_tasks import Dataset, Documents, Model, Topics
 from tests.execution.seed_execution import Evaluate, SampledFold, WritingModelLearn
-from tests.execution.tasks import GpuRecord, Record
+from tests.execution.tasks import After, GpuRecord, Record
 
 args = json.loads(sys.argv[1])
 assert not Path(args["workdir"]).exists() or not any(Path(args["workdir"]).iterdir()), \\
     "the client must not see the remote workdir"
-launcher = SSHLauncher(SSHConnector(args["alias"], config_file=args["config"]),
-                       workdir=args["workdir"], python=args["python"],
-                       cpus=args.get("cpus", 2), gpus=args.get("gpus", 0))
+
+
+def ssh(alias, cpus, gpus):
+    return SSHLauncher(SSHConnector(alias, config_file=args["config"]),
+                       workdir=args["workdir"], python=args["python"], cpus=cpus, gpus=gpus)
+
+
+if args["what"] == "pool":
+    launcher = SSHLauncher.pool([ssh(h["alias"], h["cpus"], h["gpus"]) for h in args["hosts"]])
+else:
+    launcher = ssh(args["alias"], args.get("cpus", 2), args.get("gpus", 0))
 
 with experiment(args["local"], "remote", launcher=launcher) as xp:
     if args["what"] == "seed":
@@ -98,6 +106,21 @@ with experiment(args["local"], "remote", launcher=launcher) as xp:
             GpuRecord(name=f"{args['tag']}-{i}", sleep=0.6, log=args["log"]).submit()
     elif args["what"] == "slow":
         Record(name="slow", sleep=args["sleep"], log=args["log"]).submit()
+    elif args["what"] == "pool":
+        for i in range(3):
+            GpuRecord(name=f"g{i}", sleep=1.5, log=args["log"]).submit()
+        inputs = [Record(name=f"p{i}", sleep=0.3, log=args["log"]) for i in range(4)]
+        for r in inputs:
+            r.submit()
+        After(before=inputs[-1], log=args["log"]).submit()
+if args["what"] == "pool":
+    print(json.dumps({
+        getattr(j.task, "name", "after"): {
+            "alias": j.launcher.ssh.host,
+            "output": str(j.task.output) if hasattr(j.task, "output") else None,
+        }
+        for j in xp.jobs.values()
+    }))
 print("finished", flush=True)
 """
 
@@ -179,17 +202,74 @@ def test_gpu_slots_are_leased_on_the_host_across_two_clients(
                 assert a["cuda"] != b["cuda"], (a, b)
 
 
+def remote_json(c: SSHConnector, path: str) -> dict:
+    return json.loads(c.read_text(path))
+
+
+def wait_remote(c: SSHConnector, pattern: str, timeout: float = 60) -> str:
+    """The one remote path matching the glob ``pattern``, once it exists."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = c.run(["sh", "-c", f"ls -d {pattern} 2>/dev/null || true"]).stdout.split()
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"nothing matches {pattern} after {timeout} s"
+        time.sleep(0.1)
+
+
+def remote_alive(c: SSHConnector, pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on the host."""
+    stat = c.run(["sh", "-c", f"cat /proc/{pid}/stat 2>/dev/null || true"]).stdout
+    return bool(stat) and stat[stat.rindex(")") + 2] not in "ZX"
+
+
 def test_client_killed_then_rerun_reattaches(ssh_host, rig, workdir, tmp_path, client_script):
-    args = client_args(ssh_host, rig, workdir, tmp_path, what="slow", sleep=3.0)
+    args = client_args(ssh_host, rig, workdir, tmp_path, what="slow", sleep=6.0)
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
     first = hidden_home_client(client_script, **args)
-    deadline = time.monotonic() + 30
-    while not remote_records(ssh_host, args["log"]) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # the job's own process holds its run lock: kill the client while it runs
+    run_lock = wait_remote(c, f"{workdir}/jobs/*/*/.corral/run.lock")
+    job_dir = run_lock.rsplit("/.corral/", 1)[0]
+    handle = remote_json(c, f"{job_dir}/.corral/launch.json")["handle"]
     first.send_signal(signal.SIGKILL)
     first.communicate()
+    assert remote_alive(c, handle["pid"]) and not c.exists(f"{job_dir}/.corral/done")
+    rerun_started = time.time()
     finish(hidden_home_client(client_script, **args))
-    # one execution (the first client's), finished after the second client re-attached
-    assert [r["name"] for r in remote_records(ssh_host, args["log"])] == ["slow"]
+    rerun_finished = time.time()
+    # one execution, by the process the first client started, still running when the second
+    # client came, which waited for it (rather than finding it done, or running it again)
+    (record,) = remote_records(ssh_host, args["log"])
+    assert record["name"] == "slow" and record["pid"] == handle["pid"]
+    assert record["start"] < rerun_started < record["end"] <= rerun_finished
+    assert remote_json(c, f"{job_dir}/.corral/launch.json")["handle"] == handle
+    # the local pointer says where it ran and that it is done (the re-run brought it up to date)
+    (pointer,) = (tmp_path / "local-ws" / "jobs").glob("*/*/.corral/remote.json")
+    data = json.loads(pointer.read_text())
+    assert data["state"] == "done"
+    assert data["remote_dir"] == job_dir and data["handle"] == handle
+    assert data["host"] == f"corraltest@127.0.0.1:{ssh_host.port}"
+    assert (pointer.parent / "job.sh").read_text() == c.read_text(f"{job_dir}/job.sh")
+
+
+def test_pointer_is_written_for_jobs_found_by_a_rerun(ssh_host, rig, workdir, tmp_path):
+    log = f"{workdir}-log.jsonl"
+    with experiment(tmp_path / "first", "found", launcher=launcher_for(ssh_host, rig, workdir)):
+        Record(name="done-before", log=log).submit()
+    # another client (its own local workspace) finds the job done: it still gets a pointer
+    with experiment(
+        tmp_path / "second", "found", launcher=launcher_for(ssh_host, rig, workdir)
+    ) as xp:
+        Record(name="done-before", log=log).submit()
+    (job,) = xp.jobs.values()
+    (pointer,) = (tmp_path / "second" / "jobs").glob("*/*/.corral/remote.json")
+    data = json.loads(pointer.read_text())
+    assert data["state"] == "done" and data["remote_dir"] == str(job.directory)
+    assert data["handle"] is None  # not known: the job was done before this client came
+    assert json.loads((pointer.parent / "params.json").read_text())["job_dir"] == str(
+        job.directory
+    )
+    assert [r["name"] for r in remote_records(ssh_host, log)] == ["done-before"]
 
 
 def test_missing_module_on_the_host_fails_with_reason_import(ssh_host, rig, workdir, tmp_path):
@@ -255,47 +335,193 @@ def test_bad_workdir_and_options(ssh_host):
         SSHLauncher(c, host="h", workdir="/x")
 
 
+def record_calls(mocker, launcher: SSHLauncher) -> list[tuple[str, dict, object]]:
+    """Every agent command of ``launcher``: (command, request, answer), in order."""
+    calls: list[tuple[str, dict, object]] = []
+    real = launcher.host.call
+
+    def call(command, request):
+        answer = real(command, request)
+        calls.append((command, request, answer))
+        return answer
+
+    mocker.patch.object(launcher.host, "call", side_effect=call)
+    return calls
+
+
 def test_one_round_trip_per_cycle_for_all_jobs(ssh_host, rig, workdir, tmp_path, mocker):
     launcher = launcher_for(ssh_host, rig, workdir, cpus=8)
-    calls = mocker.spy(launcher.host, "call")
+    calls = record_calls(mocker, launcher)
     log = f"{workdir}-log.jsonl"
     with experiment(tmp_path / "ws", "batched", launcher=launcher):
         for i in range(8):
-            Record(name=f"b{i}", sleep=0.5, log=log).submit()
-    commands = [c.args[0] for c in calls.call_args_list]
-    recovered = [len(c.args[1]["dirs"]) for c in calls.call_args_list if c.args[0] == "recover"]
-    started = [len(c.args[1]["jobs"]) for c in calls.call_args_list if c.args[0] == "start"]
+            Record(name=f"b{i}", sleep=1.0, log=log).submit()
+    commands = [command for command, _, _ in calls]
+    recovered = [len(r["dirs"]) for command, r, _ in calls if command == "recover"]
+    started = [len(r["jobs"]) for command, r, _ in calls if command == "start"]
     # jobs met in the same scheduler cycle share one command (submissions may span 2 cycles)
     assert sum(recovered) == 8 and len(recovered) <= 2
     assert sum(started) == 8 and len(started) <= 2
     assert commands.count("version") == 1
-    polls = commands.count("poll")
-    assert 1 <= polls <= 8  # a poll covers every active job, not one job
+    # each poll is one command carrying every job active at that moment, none twice
+    active: set[str] = set()
+    polled = []
+    for command, request, answer in calls:
+        dirs = [j["dir"] for j in request.get("jobs", [])]
+        states = {d: a["status"][0] for d, a in zip(dirs, answer, strict=True)} if dirs else {}
+        if command == "start":
+            active |= {d for d, state in states.items() if state == "running"}
+        elif command == "poll":
+            assert sorted(dirs) == sorted(active), "a poll must carry every active job"
+            polled.append(len(dirs))
+            active -= {d for d, state in states.items() if state in ("done", "failed")}
+    assert not active
+    assert polled and polled.count(8) >= 1  # the jobs sleep 1 s: polled together while running
+    assert len(polled) <= 30  # backing off: not a command per job per tick
     assert len(remote_records(ssh_host, log)) == 8
 
 
-def test_pool_over_two_hosts_uses_both_and_keeps_dependents_with_their_inputs(
-    ssh_host, ssh_host2, rig, workdir, tmp_path
-):
-    from tests.execution.tasks import After
+def test_failing_dependents_is_one_command(ssh_host, rig, workdir, tmp_path, mocker):
+    from corral import JobFailedError
+    from tests.execution.tasks import Part, WithParts
 
-    log = f"{workdir}-log.jsonl"
-    pool = SSHLauncher.pool([
-        launcher_for(ssh_host, rig, workdir, cpus=2),
-        launcher_for(ssh_host2, rig, workdir, cpus=2),
+    launcher = launcher_for(ssh_host, rig, workdir, cpus=2)
+    calls = record_calls(mocker, launcher)
+    per_file = [mocker.spy(launcher.ssh, name) for name in ("mkdir", "write_text", "run")]
+    with pytest.raises(JobFailedError) as e:
+        with experiment(tmp_path / "ws", "cascade", launcher=launcher) as xp:
+            doomed = Record(name="doomed", log="/nonexistent/dir/log.jsonl")  # cannot log: fails
+            doomed.submit()
+            for i in range(3):
+                WithParts(part=Part(label=f"d{i}"), before=doomed).submit()
+    assert sorted(f.reason for f in e.value.failures) == ["dependency"] * 3 + ["failed"]
+    fails = [r for command, r, _ in calls if command == "fail"]
+    assert len(fails) == 1 and len(fails[0]["jobs"]) == 3  # one round trip for the three
+    # and no per-file connector calls besides the agent commands themselves
+    assert per_file[0].call_count == per_file[1].call_count == 0
+    assert per_file[2].call_count == len(calls)
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    dependents = [j for j in xp.jobs.values() if isinstance(j.task, WithParts)]
+    for job in dependents:
+        marker = remote_json(c, f"{job.directory}/.corral/failed")
+        assert marker["reason"] == "dependency" and "Record/" in marker["message"]
+        pointer = json.loads((job.record / "remote.json").read_text())
+        assert pointer["state"] == "failed" and pointer["failure"]["reason"] == "dependency"
+
+
+def test_version_mismatch_is_a_clear_error(ssh_host, rig, workdir, tmp_path):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    fake = f"{workdir}-python"
+    # a remote python whose corral says it is 9.9.0: the agent run through it answers that
+    c.write_text(
+        fake,
+        "#!/bin/sh\n"
+        "shift 2  # -m corral.agent\n"
+        f"exec {rig.python} -c 'import runpy, sys, corral; corral.__version__ = \"9.9.0\"; "
+        "sys.argv[0] = \"corral.agent\"; runpy.run_module(\"corral.agent\", "
+        "run_name=\"__main__\")' \"$@\"\n",
+        mode=0o755,
+    )
+    try:
+        launcher = SSHLauncher(c, workdir=workdir, python=fake)
+        with pytest.raises(SubmissionError) as e:
+            with experiment(tmp_path / "ws", "version", launcher=launcher):
+                Record(name="x", log="/dev/null").submit()
+    finally:
+        c.remove(fake)
+    from corral import __version__
+
+    message = str(e.value)
+    assert message.startswith(f"corraltest@127.0.0.1:{ssh_host.port}: python ")
+    assert f"has corral 9.9.0, this client has {__version__}: install the same version" in message
+    assert not (tmp_path / "ws" / "jobs").exists() or not any((tmp_path / "ws" / "jobs").iterdir())
+
+
+def test_pool_over_two_hosts_uses_both_by_free_cpus_and_gpus(
+    ssh_host, ssh_host2, rig, workdir, tmp_path, client_script
+):
+    hosts = {ssh_host.alias: ssh_host, ssh_host2.alias: ssh_host2}
+    args = client_args(ssh_host, rig, workdir, tmp_path, what="pool", hosts=[
+        {"alias": ssh_host.alias, "cpus": 4, "gpus": 1},
+        {"alias": ssh_host2.alias, "cpus": 4, "gpus": 2},
     ])
-    with experiment(tmp_path / "ws", "pool", launcher=pool) as xp:
-        firsts = [Record(name=f"p{i}", sleep=0.3, log=log) for i in range(6)]
-        for r in firsts:
-            r.submit()
-        after = After(before=firsts[-1], log=log)
-        after.submit()
-    hosts = {str(j.launcher.ssh.destination) for j in xp.jobs.values()}
-    assert hosts == {f"corraltest@127.0.0.1:{ssh_host.port}", f"corraltest@{ssh_host2.host}:22"}
-    jobs = list(xp.jobs.values())
-    assert jobs[-1].launcher is jobs[-2].launcher  # the dependent went where its input is
-    names = sorted(r["name"] for r in remote_records(ssh_host, log))
-    assert names == ["after", "p0", "p1", "p2", "p3", "p4", "p5"]
+    out = finish(hidden_home_client(client_script, **args), timeout=180).splitlines()
+    placed = json.loads(out[0])
+    on = {alias: {n for n, p in placed.items() if p["alias"] == alias} for alias in hosts}
+    # GPU jobs: most free GPUs first (host2), then host1's one GPU, then host2's second;
+    # CPU jobs by free share of CPUs; the dependent with its input
+    assert on[ssh_host2.alias] >= {"g0", "g2"} and "g1" in on[ssh_host.alias]
+    assert all(on[alias] & {"p0", "p1", "p2", "p3"} for alias in hosts)
+    assert placed["after"]["alias"] == placed["p3"]["alias"]
+    # each host's outputs and log, read through that host's own connection
+    logs = {}
+    for alias, host in hosts.items():
+        c = SSHConnector(alias, config_file=host.ssh_config)
+        for name in on[alias] - {"after"}:
+            assert c.read_text(placed[name]["output"]) == name
+        logs[alias] = {r["name"]: r for r in remote_records(host, args["log"])}
+        assert on[alias] <= set(logs[alias])
+    assert logs[placed["after"]["alias"]]["after"]["saw"] == "p3"
+    for alias in hosts:  # on each host, GPU jobs overlapping in time never share a GPU
+        gpu = [logs[alias][n] for n in on[alias] if n.startswith("g")]
+        for a in gpu:
+            for b in gpu:
+                if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
+                    assert a["cuda"] != b["cuda"], (a, b)
+
+
+def test_gpu_leases_are_the_machines_across_workdirs(
+    ssh_host, rig, workdir, tmp_path, client_script
+):
+    log = f"{workdir}-log.jsonl"
+    common = client_args(ssh_host, rig, workdir, tmp_path, what="gpu", n=3, cpus=4, gpus=2)
+    clients = [
+        hidden_home_client(client_script, **{**common, "tag": tag, "workdir": f"{workdir}{tag}",
+                                             "log": log, "local": str(tmp_path / f"local-{tag}")})
+        for tag in ("-a", "-b")
+    ]
+    try:
+        for c in clients:
+            finish(c)
+    finally:
+        SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config).run(
+            ["rm", "-rf", "--", f"{workdir}-a", f"{workdir}-b"]
+        )
+    records = remote_records(ssh_host, log)
+    assert len(records) == 6
+    assert {r["cuda"] for r in records} == {"0", "1"}
+    assert {r["taskdir"].split("/jobs/")[0] for r in records} == {f"{workdir}-a", f"{workdir}-b"}
+    for a in records:  # two clients, two workdirs, one machine: never two jobs on one GPU
+        for b in records:
+            if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
+                assert a["cuda"] != b["cuda"], (a, b)
+
+
+@pytest.mark.parametrize("which", ["ssh_host", "ssh_host2"])
+def test_cancel_kills_what_survives_sigterm_in_the_process_group(
+    request, rig, workdir, tmp_path, which
+):
+    from corral.core.job import FailureReason, JobState
+    from corral.core.workspace import Workspace
+    from corral.testing import make_job, run_until_final
+    from tests.execution.spawn_tasks import SpawnAndSleep
+
+    host = request.getfixturevalue(which)
+    launcher = launcher_for(host, rig, workdir, cancel_grace=1.0)
+    workspace = Workspace(tmp_path / "ws")
+    job = make_job(SpawnAndSleep(token=which), launcher, workspace)
+    launcher.start([job], workspace)
+    c = SSHConnector(host.alias, config_file=host.ssh_config)
+    path = wait_remote(c, f"{job.directory}/child.pid")
+    while not c.read_text(path):  # created, not written yet
+        time.sleep(0.05)
+    child = int(c.read_text(path))
+    assert remote_alive(c, child)
+    launcher.cancel([job])
+    assert not remote_alive(c, child)  # it ignored SIGTERM: SIGKILL after the grace
+    state, failure = run_until_final(launcher, job)
+    assert state is JobState.FAILED
+    assert failure is not None and failure.reason is FailureReason.KILLED
 
 
 def test_fetch_a_job_directory_and_follow_its_log(ssh_host, rig, workdir, tmp_path):
