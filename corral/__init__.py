@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from corral.core.config import Config
 from corral.core.fields import Constant, Meta, Param, field, pathgenerator, tag
 from corral.core.identity import identifier
+from corral.core.resumable import ResumableTask
 from corral.core.task import Task, dependencies
 from corral.errors import (
     AuthenticationError,
@@ -64,6 +65,7 @@ __all__ = [
     "Meta",
     "Param",
     "PluginError",
+    "ResumableTask",
     "SubmissionError",
     "SubmitHook",
     "Task",

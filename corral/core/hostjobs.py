@@ -24,6 +24,7 @@ from corral.core.workspace import (
     SUBMIT_LOCK,
     clear_final,
     final_state,
+    keep_logs,
     read_json,
     state_dir,
 )
@@ -95,15 +96,17 @@ def start(
                 result[i] = (status, handle)
                 continue
             clear_final(job_dir)
+            keep_logs(job_dir)
             for name, text in files.items():
                 write(job_dir / name, text, 0o755 if name.endswith(".sh") else 0o644)
             fresh.append(i)
         if fresh:
             try:
                 handles = spawn([entries[i][0] for i in fresh])
-            except Deferred:
+            except Deferred as exc:
+                why = Failure(FailureReason.REJECTED, f"not yet: {exc}")  # only to be told
                 for i in fresh:
-                    result[i] = ((JobState.READY, None), None)
+                    result[i] = ((JobState.READY, why), None)
                 return [r for r in result if r is not None]
             except Exception as exc:
                 from corral.errors import SubmissionError

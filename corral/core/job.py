@@ -137,6 +137,7 @@ class Job:
         self.state = JobState.WAITING
         self.failure: Failure | None = None
         self.handle: Any = None
+        self.retries = 0  # resubmissions after a time limit or preemption (ResumableTask)
         self.record: Path | None = None  # the local pointer of a job that runs elsewhere
 
     @property

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from corral.core import procs, slots
+from corral.core import procs, resumable, slots
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import (
     LAUNCH,
@@ -31,6 +31,7 @@ from corral.core.workspace import (
 )
 
 ALREADY_RUNNING = 75
+RESUME_LATER = 124  # like timeout(1): the attempt ended for its time limit
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -96,7 +97,7 @@ def _last_line(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
 
 
-def execute(data: dict[str, Any], job_dir: Path) -> None:
+def execute(data: dict[str, Any], job_dir: Path, started: float | None = None) -> None:
     """Rebuild the task of ``params.json`` and run it in ``job_dir``."""
     from corral.core import cache
     from corral.core.serialize import load_params
@@ -116,6 +117,8 @@ def execute(data: dict[str, Any], job_dir: Path) -> None:
     for config in loaded.own:
         for name in class_info(type(config)).generated:
             getattr(config, name).parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(task, resumable.ResumableTask):
+        resumable.prepare(started if started is not None else time.time())
     os.chdir(job_dir)
     task.execute()  # type: ignore[attr-defined]
 
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 1
     try:
         data = json.loads((job_dir / args[0]).read_text(encoding="utf-8"))
-        execute(data, job_dir)
+        execute(data, job_dir, started)
     except _Killed as exc:
         name = signal.Signals(exc.signum).name
         failure = Failure(FailureReason.KILLED, f"killed by {name}", signal=name)
@@ -150,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         failure = Failure(FailureReason.DEPENDENCY, str(exc))
     except _ImportFailed as exc:
         failure = Failure(FailureReason.IMPORT, str(exc), exit_code=1)
+    except resumable.ResumeLater as exc:
+        failure = Failure(FailureReason.TIMEOUT, str(exc), exit_code=RESUME_LATER)
+        code = RESUME_LATER
     except SystemExit as exc:
         if exc.code in (None, 0):
             write_done(job_dir, {"start": started, "end": time.time()})

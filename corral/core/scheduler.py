@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from corral.core.job import Failure, FailureReason, Job, JobState
+from corral.core.resumable import ResumableTask
+
+RESUMED_AFTER = (FailureReason.TIMEOUT, FailureReason.PREEMPTED)
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher, Status
@@ -222,11 +225,15 @@ class Scheduler:
         return changed
 
     def _fail_dependents(self, jobs: Iterable[Job]) -> None:
+        batches: dict[Launcher, dict[Job, Failure]] = defaultdict(dict)
         for job in jobs:
             failed = [d.name for d in job.dependencies if d.state is JobState.FAILED]
             failure = Failure(FailureReason.DEPENDENCY, f"dependency failed: {', '.join(failed)}")
-            job.launcher.mark_failed(job, failure)
-            self._set(job, JobState.FAILED, failure)
+            batches[job.launcher][job] = failure
+        for launcher, batch in batches.items():
+            launcher.mark_all_failed(batch)  # one round trip for the whole batch
+            for job, failure in batch.items():
+                self._set(job, JobState.FAILED, failure)
 
     def _apply(self, statuses: dict[Job, Status], only_changes: bool = False) -> bool:
         changed = False
@@ -238,10 +245,28 @@ class Scheduler:
         return changed
 
     def _set(self, job: Job, state: JobState, failure: Failure | None) -> None:
+        if state is JobState.FAILED and failure is not None and _resume(job, failure):
+            return
         job.state = state
         job.failure = failure
         if state.final and self.on_finished is not None:
             self.on_finished(job)
+
+
+def _resume(job: Job, failure: Failure) -> bool:
+    """Make a ResumableTask ended by its time limit or preemption ready to run again."""
+    task = job.task
+    if (
+        not isinstance(task, ResumableTask)
+        or failure.reason not in RESUMED_AFTER
+        or job.retries >= task.max_retries
+    ):
+        return False
+    job.retries += 1
+    job.state = JobState.READY
+    job.failure = None
+    log.info("%s ended (%s): attempt %d", job.name, failure.reason.value, job.retries + 1)
+    return True
 
 
 def _by_launcher(jobs: Iterable[Job]) -> dict[Launcher, list[Job]]:

@@ -109,3 +109,17 @@ def clear_final(job_dir: Path) -> None:
     sd = state_dir(job_dir)
     for name in (DONE, FAILED, LAUNCH):
         (sd / name).unlink(missing_ok=True)
+
+
+def keep_logs(job_dir: Path) -> None:
+    """Before a re-run: keep the previous attempt's ``stdout``/``stderr`` as ``stdout.N``/
+    ``stderr.N`` (N = 1, 2, ... in the order of attempts)."""
+    logs = [job_dir / "stdout", job_dir / "stderr"]
+    if not any(p.exists() for p in logs):
+        return
+    n = 1
+    while any((job_dir / f"{p.name}.{n}").exists() for p in logs):
+        n += 1
+    for path in logs:
+        if path.exists():
+            path.rename(job_dir / f"{path.name}.{n}")

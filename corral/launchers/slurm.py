@@ -11,6 +11,7 @@ memory, preemption, node failure, cancellation). Every SLURM command is counted 
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import uuid
@@ -24,10 +25,11 @@ from corral.connectors.local import LocalConnector
 from corral.core.hostjobs import Status
 from corral.core.job import Failure, FailureReason, Job, JobState, Resources
 from corral.core.launcher import Launcher
+from corral.core.resumable import TIME_LIMIT_ENV, WARNING_SIGNAL, ResumableTask
 from corral.errors import ConfigError
 from corral.launchers.host import Host, check_workdir
 from corral.launchers.slurm_limits import SubmitBudget
-from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options
+from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options, time_seconds
 from corral.launchers.slurm_states import (
     ControllerState,
     combine,
@@ -39,6 +41,8 @@ from corral.plugins.markers import hookimpl
 if TYPE_CHECKING:
     from corral.core.workspace import Workspace
     from corral.plugins.registry import Registry
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ARRAY = 1001
 _OK: Status = (JobState.SUBMITTED, None)
@@ -215,14 +219,28 @@ class SlurmLauncher(Launcher):
         """The cluster's filesystem as seen by its jobs."""
         return f"slurm:{self.host}:{self.workspace_root(workspace)}"
 
+    def job_options(self, job: Job) -> list[str]:
+        """The ``sbatch`` options of ``job``: its resources, the cluster options, and the
+        time-limit warning of a :class:`~corral.core.resumable.ResumableTask`."""
+        options = sbatch_options(job.resources, self.options)
+        if isinstance(job.task, ResumableTask):
+            options.append(f"--signal=B:{WARNING_SIGNAL.name[3:]}@{type(job.task).warning}")
+        return options
+
+    def job_environ(self, job: Job) -> dict[str, str]:
+        """The job's time limit in seconds, for ``ResumableTask.remaining_time()``."""
+        if job.resources.time is None:
+            return {}
+        return {TIME_LIMIT_ENV: str(time_seconds(str(job.resources.time)))}
+
     def check(self, job: Job) -> None:
         """Refuse resources SLURM would reject (after submit hooks changed them)."""
-        header(sbatch_options(job.resources, self.options))
+        header(self.job_options(job))
 
     def render_header(self, job: Job) -> list[str]:
         """``#SBATCH`` lines, so that ``job.sh`` can also be submitted by hand."""
         lines = [f"--job-name=corral-{job.identifier[:12]}", f"--comment={job.relpath}"]
-        return header(lines + sbatch_options(job.resources, self.options))
+        return header(lines + self.job_options(job))
 
     # --- the scheduler's calls ------------------------------------------------------------
 
@@ -240,7 +258,12 @@ class SlurmLauncher(Launcher):
 
     def can_wait_for(self, dependency: Job) -> bool:
         """A job waits for a dependency submitted to the same cluster through ``afterok``."""
-        return self._slurm_id(dependency) is not None and self._same_cluster(dependency)
+        return (
+            self._slurm_id(dependency) is not None
+            and self._same_cluster(dependency)
+            # a resumable parent may end as timeout and run again: afterok would cancel us
+            and not isinstance(dependency.task, ResumableTask)
+        )
 
     def _same_cluster(self, job: Job) -> bool:
         other = job.launcher
@@ -285,7 +308,7 @@ class SlurmLauncher(Launcher):
                         and (sid := self._slurm_id(d)) is not None
                     )
                 )
-                options = tuple(sbatch_options(job.resources, self.options))
+                options = tuple(self.job_options(job))
                 groups[(options, waits_for)].append(job)
             size = self.max_array_size()
             for (options, waits_for), members in groups.items():
@@ -338,9 +361,15 @@ class SlurmLauncher(Launcher):
             if status[0] is JobState.RUNNING:
                 status = (JobState.SUBMITTED, None)
                 budget.queued(job)
+            elif status[0] is JobState.READY:
+                why = status[1].message if status[1] is not None else ""
+                status = (JobState.READY, None)
             result[job] = status
         if any(s[0] is JobState.READY for s in result.values()):
             budget.refused(len(jobs))  # over a limit on queued jobs: they stay ready
+            log.warning(
+                "%s: %d job(s) held for %.0f s: %s", self.host, len(jobs), budget.paused_for, why
+            )
         else:
             budget.accepted()
         return result

@@ -65,6 +65,23 @@ def check_resources(resources: Resources) -> None:
         )
 
 
+def time_seconds(spec: str) -> int:
+    """A SLURM time limit in seconds: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``, ``D-H:M:S``."""
+    if not _TIME.match(spec):
+        raise ConfigError(f"time {spec!r}: expected minutes, 'HH:MM:SS', 'MM:SS' or 'D-HH:MM:SS'")
+    days, _, rest = spec.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+    elif len(parts) == 1:
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:
+        hours, minutes, seconds = 0, parts[0], parts[1]
+    else:
+        hours, minutes, seconds = parts
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
 def sbatch_options(resources: Resources, options: SlurmOptions) -> list[str]:
     """The ``--option=value`` list of a job's resources and the cluster options."""
     check_resources(resources)

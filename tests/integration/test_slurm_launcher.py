@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,7 @@ def test_chain_runs_without_the_client_and_a_failed_parent_ends_its_dependents(
 ):
     log = tmp_path / "log"
     launcher = SlurmLauncher(time="5")
-    with experiment(tmp_path / "ws", "chain", launcher=launcher, wait=False):
+    with experiment(tmp_path / "ws", "chain", launcher=launcher, wait=False) as xp:
         ok = Record(name="parent", sleep=1.0, log=log)
         ok.submit()
         After(before=ok, log=log).submit()
@@ -99,18 +100,19 @@ def test_chain_runs_without_the_client_and_a_failed_parent_ends_its_dependents(
         bad.submit()
         FailingChild(parent=bad, log=str(log)).submit()
     assert launcher.counts["sbatch"] == 3  # the parents, then one afterok array per parent
-    with pytest.raises(JobFailedError) as e:
-        with experiment(tmp_path / "ws", "chain", launcher=SlurmLauncher(time="5")):
-            ok = Record(name="parent", sleep=1.0, log=log)
-            ok.submit()
-            After(before=ok, log=log).submit()
-            bad = Fail(how="raise", log=log)
-            bad.submit()
-            FailingChild(parent=bad, log=str(log)).submit()
-    reasons = sorted((f.task.rsplit(".", 1)[-1], f.reason) for f in e.value.failures)
-    assert reasons == [("Fail", "failed"), ("FailingChild", "dependency")]
-    names = sorted(r["name"] for r in read_log(log))
-    assert names == ["after", "fail-raise", "parent"]  # each ran once, the child never
+    jobs = {j.type_id.rsplit(".", 1)[-1]: j for j in xp.jobs.values()}
+    for array in {j.handle["array"] for j in jobs.values()}:  # the client is gone: SLURM alone
+        slurm_cluster.wait(array, timeout=120)
+    statuses = launcher.poll(list(jobs.values()))
+    reasons = {name: (statuses[j][0].value, statuses[j][1] and statuses[j][1].reason.value)
+               for name, j in jobs.items()}
+    assert reasons == {
+        "Record": ("done", None),
+        "After": ("done", None),
+        "Fail": ("failed", "failed"),
+        "FailingChild": ("failed", "dependency"),  # cancelled by SLURM, never run
+    }
+    assert sorted(r["name"] for r in read_log(log)) == ["after", "fail-raise", "parent"]
 
 
 def test_bad_partition_is_rejected_with_slurms_message(slurm_cluster, tmp_path):
@@ -264,6 +266,68 @@ def test_a_submission_whose_agent_died_before_recording_it_is_found_by_name(
         Record(name="once", sleep=1.0, log=log).submit()
     assert second.counts["sbatch"] == 0  # found by its job name, re-attached
     assert [r["name"] for r in read_log(log)] == ["once"]
+
+
+# --- time limits: SLURM enforces them on a ~30 s tick, so these run a minute or more each.
+# They start together when this module starts and overlap the module's other tests.
+
+def _run_over_time_limit(workdir: Path) -> list[tuple[str, str]]:
+    try:
+        with experiment(workdir / "ws", "timeout", launcher=SlurmLauncher(time="1")):
+            Record(name="over", sleep=600, log=workdir / "log").submit()
+    except JobFailedError as e:
+        return [(f.reason, f.message) for f in e.failures]
+    return []
+
+
+def _run_resumable(workdir: Path) -> tuple[list[dict], int]:
+    from tests.execution.resumable_tasks import UntilWarned
+
+    log = workdir / "log"
+    with experiment(workdir / "ws", "resume", launcher=SlurmLauncher(time="1")) as xp:
+        UntilWarned(log=str(log)).submit()
+    (job,) = xp.jobs.values()
+    return [json.loads(line) for line in log.read_text().splitlines()], job.retries
+
+
+@pytest.fixture(scope="module")
+def time_limit_runs(request, tmp_path_factory):
+    slow = [i for i in request.session.items
+            if i.module is request.module and i.get_closest_marker("slow")]
+    if not slow:
+        yield {}
+        return
+    request.getfixturevalue("slurm_cluster")
+    pool = ThreadPoolExecutor(max_workers=2)
+    futures = {
+        "timeout": pool.submit(_run_over_time_limit, tmp_path_factory.mktemp("timeout")),
+        "resume": pool.submit(_run_resumable, tmp_path_factory.mktemp("resume")),
+    }
+    yield futures
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_time_limit_runs(time_limit_runs):
+    """Start the slow scenarios as soon as the module starts."""
+
+
+@pytest.mark.slow
+def test_a_job_over_its_time_limit_ends_as_timeout(time_limit_runs):
+    failures = time_limit_runs["timeout"].result(timeout=300)
+    assert [reason for reason, _ in failures] == ["timeout"]
+
+
+@pytest.mark.slow
+def test_a_resumable_task_is_warned_checkpoints_and_completes_on_its_next_attempt(
+    time_limit_runs,
+):
+    attempts, retries = time_limit_runs["resume"].result(timeout=400)
+    assert retries == 1
+    first, second = attempts
+    assert first["attempt"] == 1 and first["warned"] is True  # SIGUSR1 from --signal
+    assert 0 < first["left"] <= 60
+    assert second == {"attempt": 2, "resumed": "saved"}
 
 
 @pytest.fixture

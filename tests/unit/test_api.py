@@ -18,6 +18,7 @@ EXPECTED = {
     "Meta",
     "Param",
     "PluginError",
+    "ResumableTask",
     "SubmissionError",
     "SubmitHook",
     "Task",
