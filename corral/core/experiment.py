@@ -143,12 +143,13 @@ class Experiment:
             for hook in collect_hooks(walk(task)):
                 hook.process(job, chosen)
             self.plugins.prepare_job(job, chosen)
-            chosen.check(job)
             if pool is not None:
-                pool.assigned(chosen, job)
+                pool.assigned(chosen, job)  # may move it to the member best for its resources
+            job.launcher.check(job)
             self.jobs[key] = job
             self._record.write(
-                json.dumps({"type_id": tid, "identifier": ident, "launcher": chosen.name}) + "\n"
+                json.dumps({"type_id": tid, "identifier": ident, "launcher": job.launcher.name})
+                + "\n"
             )
             self.scheduler.add(job)
         task.__dict__["__taskdir__"] = job.directory

@@ -59,7 +59,6 @@ class LauncherPool:
             if best is not member:
                 job.launcher = best
                 job.directory = best.job_directory(self._workspace, job.type_id, job.identifier)
-                best.check(job)
                 member = best
         self._held[id(member)].append(job)
 

@@ -42,3 +42,14 @@ def test_without_dependencies_a_job_keeps_the_first_choice_when_it_is_best(tmp_p
             Record(name=f"r{i}", log=log).submit()
     members = [job.launcher for job in xp.jobs.values()]
     assert members == [one, two, one, two]
+
+
+def test_a_gpu_job_goes_to_the_member_with_gpus_even_if_picked_first_elsewhere(tmp_path):
+    no_gpu = LocalLauncher(cpus=4, gpus=0, slots_dir=tmp_path / "slots-a")
+    with_gpu = LocalLauncher(cpus=1, gpus=1, slots_dir=tmp_path / "slots-b")
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "pool-gpu", launcher=LauncherPool([no_gpu, with_gpu])) as xp:
+        GpuRecord(name="g", log=log).submit()  # first pick: most free CPUs, no GPU there
+    (job,) = xp.jobs.values()
+    assert job.launcher is with_gpu
+    assert [r["cuda"] for r in read_log(log)] == ["0"]
