@@ -135,6 +135,12 @@ class SSHConnector(Connector):
         """How many times the shared transport of this destination was (re)connected."""
         return self._link.connects
 
+    @property
+    def operations(self) -> int:
+        """Commands and SFTP operations sent to this destination by this process so far
+        (each about one network round trip)."""
+        return self._link.operations
+
     def __repr__(self) -> str:
         return f"SSHConnector({self.host!r} -> {self.destination})"
 
@@ -192,7 +198,9 @@ class SSHConnector(Connector):
         for attempt in (1, 2):  # nothing was sent yet: one retry after a reconnect is safe
             transport = self._link.transport()
             try:
-                return transport.open_session(timeout=self._link.timeout)
+                session = transport.open_session(timeout=self._link.timeout)
+                self._link.operations += 1
+                return session
             except _link_errors() as exc:
                 self._link.close()
                 if attempt == 2:
@@ -250,6 +258,7 @@ class SSHConnector(Connector):
             sftp = self._link.sftp()
             try:
                 with self._link.sftp_lock:
+                    self._link.operations += 1
                     return op(sftp)
             except _link_errors() as exc:
                 failed = f"{what} {path} on {self.destination}"

@@ -88,6 +88,7 @@ class _Link:
         self.client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.connects = 0
+        self.operations = 0  # commands and SFTP requests sent through this link
         self.jump: _Link | None = None
 
     def transport(self) -> paramiko.Transport:

@@ -154,6 +154,7 @@ class Scheduler:
         active = {j.launcher for j in self.jobs if j.state in _ACTIVE}
         dues = [self._due.get(launcher, 0.0) for launcher in active]
         held = {j.launcher for j in self.jobs if j.state is JobState.READY}
+        held |= {j.launcher for j in self._new}
         dues += [self._last_add + launcher.gather_delay for launcher in held]
         return max(MIN_PAUSE, min(dues, default=time.monotonic() + 1.0) - time.monotonic())
 
@@ -174,6 +175,12 @@ class Scheduler:
         self._due[launcher] = time.monotonic() + interval
 
     def _cycle(self, new: list[Job]) -> bool:
+        now = time.monotonic()
+        held = [j for j in new if self._gathering(j.launcher, now)]
+        if held:  # recovered with the rest of their batch: one round trip, not one per cycle
+            with self._cond:
+                self._new[:0] = held
+            new = [j for j in new if not self._gathering(j.launcher, now)]
         changed = self._recover(new)
         active = [j for j in self.jobs if j.state in _ACTIVE]
         now = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -43,6 +44,8 @@ class Host:
         self.setup = list(setup)
         self.workdir = workdir
         self._resolved: PurePosixPath | None = None
+        self.calls: Counter[str] = Counter()
+        """Agent commands sent, by command (each one round trip to a remote host)."""
 
     @property
     def remote(self) -> bool:
@@ -67,6 +70,7 @@ class Host:
         """Run the agent command ``command`` with ``request``; its answer."""
         from corral import agent
 
+        self.calls[command] += 1
         if not self.remote:  # same JSON round trip as remote, without a process
             return json.loads(json.dumps(agent.COMMANDS[command](json.loads(json.dumps(request)))))
         setup = "".join(f"{line}\n" for line in self.setup)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -155,7 +156,8 @@ launcher = SlurmLauncher(SSHConnector(args["alias"], config_file=args["config"])
 with experiment(args["local"], "slurm-ssh", launcher=launcher):
     for i in range(args["n"]):
         Record(name=f"r{i}", sleep=args["sleep"], log=args["log"]).submit()
-print(json.dumps(dict(launcher.counts)), flush=True)
+print(json.dumps({**launcher.counts, "agent": dict(launcher.host.calls),
+                  "ssh_operations": launcher.connector.operations}), flush=True)
 """
 
 
@@ -179,6 +181,13 @@ def test_over_ssh_with_a_constant_number_of_round_trips(
     assert out, err
     counts = json.loads(out)
     assert counts["sbatch"] == 1  # 30 job directories uploaded and submitted in one command
+    agent = counts.pop("agent")
+    assert agent["version"] == agent["recover"] == agent["start"] == 1
+    status_calls = counts.get("squeue", 0) + counts.get("sacct", 0)
+    assert status_calls + agent.get("inspect", 0) <= 20  # polling, backing off: not per job
+    # every SSH round trip is one of those counted: nothing is done per job
+    slurm_commands = sum(v for k, v in counts.items() if k not in ("sbatch", "ssh_operations"))
+    assert counts["ssh_operations"] == sum(agent.values()) + slurm_commands
     c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
     assert len(c.read_text(args["log"]).splitlines()) == 30
     c.remove(args["log"])
@@ -266,6 +275,48 @@ def test_a_submission_whose_agent_died_before_recording_it_is_found_by_name(
         Record(name="once", sleep=1.0, log=log).submit()
     assert second.counts["sbatch"] == 0  # found by its job name, re-attached
     assert [r["name"] for r in read_log(log)] == ["once"]
+
+
+def test_slurmctld_restarted_mid_run_polling_recovers_and_nothing_is_resubmitted(
+    slurm_cluster, tmp_path
+):
+    log = tmp_path / "log"
+    launcher = SlurmLauncher(time="5")
+    restarted = threading.Event()
+
+    def restart_when_submitted() -> None:
+        deadline = time.monotonic() + 60
+        while launcher.counts["sbatch"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        subprocess.run(["bash", str(REPO / "tests/rig/rig.sh"), "restart", "slurmctld"],
+                       check=True, capture_output=True)
+        restarted.set()
+
+    thread = threading.Thread(target=restart_when_submitted)
+    thread.start()
+    with experiment(tmp_path / "ws", "restart", launcher=launcher):
+        for i in range(6):
+            Record(name=f"r{i}", sleep=4.0, log=log).submit()
+    thread.join()
+    assert restarted.is_set()
+    assert launcher.counts["sbatch"] == 1
+    assert sorted(r["name"] for r in read_log(log)) == [f"r{i}" for i in range(6)]
+
+
+def test_a_job_the_controller_forgot_without_a_marker_is_lost(slurm_cluster, tmp_path):
+    from corral.core.identity import identifier, type_id
+    from corral.core.job import FailureReason, Job, JobState
+    from corral.core.workspace import Workspace
+
+    launcher = SlurmLauncher(time="5")
+    task = Record(name="ghost", log=tmp_path / "log")
+    tid, ident = type_id(task), identifier(task)
+    job = Job(task, ident, tid, launcher.job_directory(Workspace(tmp_path), tid, ident), launcher)
+    job.directory.mkdir(parents=True)
+    job.handle = {"id": "99999999_0", "array": "99999999"}  # unknown to squeue and sacct
+    state, failure = launcher.poll([job])[job]
+    assert state is JobState.FAILED and failure.reason is FailureReason.LOST
+    assert "gone from SLURM" in failure.message
 
 
 # --- time limits: SLURM enforces them on a ~30 s tick, so these run a minute or more each.
