@@ -22,7 +22,18 @@ mode=${CORRAL_RIG_MODE:-sacct+cgroup}
 if [[ $(id -u) == 0 ]]; then
     rig=1
     if [[ ${CORRAL_RIG_KEEP:-0} != 1 ]]; then
-        trap 'bash tests/rig/rig.sh down || true' EXIT
+        teardown() {  # stop the rig, then prove nothing of it is left running
+            local code=$? rc=0
+            trap - EXIT
+            bash tests/rig/rig.sh down || true
+            bash tests/rig/rig.sh status >&2 || rc=$?
+            if ((rc != 3)); then
+                echo "test.sh: the test rig left something behind (see above)" >&2
+                ((code)) || code=1
+            fi
+            exit "$code"
+        }
+        trap teardown EXIT
     fi
     if [[ -z ${CORRAL_RIG_MODE:-} && ${CI:-} != true ]] && ! bash tests/rig/rig.sh check-cgroup; then
         echo "test.sh: cgroup mode cannot work here; using mode sacct (the cgroup tests skip)" >&2

@@ -192,3 +192,15 @@ def test_openssh_refuses_a_changed_host_key(ssh_host: SSHHost, tmp_path: Path) -
 def test_time_limit_gives_timeout(slurm_cluster: SlurmCluster, slow_jobs: dict[str, str]) -> None:
     job = slow_jobs["timeout"]
     assert slurm_cluster.wait(job, timeout=TIMEOUT_WAIT) == {job: "TIMEOUT"}
+
+
+def test_a_second_up_is_a_no_op(rig: Rig) -> None:
+    pids = {p.name: p.read_text() for p in (rig.dir / "run").glob("*.pid")}
+    start = time.monotonic()
+    out = subprocess.run(
+        ["bash", str(Path(__file__).resolve().parents[2] / "tests/rig/rig.sh"), "up"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert "already up" in out.stderr
+    assert time.monotonic() - start < 5
+    assert {p.name: p.read_text() for p in (rig.dir / "run").glob("*.pid")} == pids

@@ -134,9 +134,9 @@ ensure_packages() {
     ((${#missing[@]})) || return 0
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if [[ ! -f $RUN/apt-updated ]]; then
+    if [[ -z ${APT_UPDATED:-} ]]; then  # once per `up`: package lists go stale
         apt-get update -qq
-        touch "$RUN/apt-updated"
+        APT_UPDATED=1
     fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$LOG/apt.out" 2>&1 ||
         { tail -20 "$LOG/apt.out" >&2; die "apt-get install failed"; }
@@ -613,6 +613,8 @@ cmd_up() {
         MODE=${running_mode:-squeue}
     fi
     if [[ $running_mode == "$MODE" && -f $ENV_FILE ]] && all_alive; then
+        setup_dirs
+        setup_python  # a no-op unless corral's dependencies changed since
         log "already up (mode ${MODE/,/+}); nothing to do"
         return 0
     fi
@@ -744,8 +746,25 @@ cmd_restart() {  # restart sshd|slurmctld: stop one daemon and start it again, s
     log "restarted ${TARGET}"
 }
 
+leftovers() {  # what of ours runs or exists without being recorded (after a crash, a kill)
+    local p spool uid
+    spool=$(cat "$RUN/public-dir" 2>/dev/null || echo "$RIG")/slurmd-spool
+    for p in $(pgrep -x slurmstepd || true); do
+        [[ $(readlink -f "/proc/$p/cwd") == "$spool"* ]] && echo "slurmstepd pid $p"
+    done
+    if id "$TUSER" >/dev/null 2>&1; then
+        uid=$(id -u "$TUSER")
+        for p in /proc/[0-9]*; do
+            [[ $(stat -c %u "$p" 2>/dev/null) == "$uid" ]] && echo "process of $TUSER: pid ${p#/proc/}"
+        done
+    fi
+    ip netns list 2>/dev/null | grep -qw "$NS" && echo "network namespace $NS"
+    ip link show "$VETH_HOST" >/dev/null 2>&1 && echo "network link $VETH_HOST"
+    return 0
+}
+
 cmd_status() {
-    local n pid up=0 total=0 mode=""
+    local n pid up=0 total=0 mode="" extra
     [[ -f $RUN/mode ]] && mode=$(<"$RUN/mode")
     for n in $(components); do
         total=$((total + 1))
@@ -757,10 +776,13 @@ cmd_status() {
             printf '%-10s STOPPED  (was pid %s)\n' "$n" "$pid"
         fi
     done
-    if [[ -f $RUN/netns ]] && ip netns list 2>/dev/null | grep -qw "$(<"$RUN/netns")"; then
-        printf '%-10s present  netns %s\n' netns "$(<"$RUN/netns")"
-    fi
     if ((total == 0 || up == 0)); then
+        extra=$(leftovers)
+        if [[ -n $extra ]]; then
+            echo "rig: no daemon running, but left over:"
+            printf '  %s\n' "$extra"
+            return 1
+        fi
         echo "rig: nothing running"
         return 3
     fi
