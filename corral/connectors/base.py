@@ -101,6 +101,10 @@ class Connector(abc.ABC):
     def listdir(self, path: PathLike) -> list[str]:
         """The names in a directory, sorted."""
 
+    def describe(self) -> dict[str, str | None]:
+        """How to reach the target again (kept in a job's local pointer)."""
+        return {"connector": self.name}
+
     def close(self) -> None:  # noqa: B027  (nothing to release by default)
         """Release connections; the connector may reconnect on next use."""
 

@@ -141,6 +141,15 @@ class SSHConnector(Connector):
         (each about one network round trip)."""
         return self._link.operations
 
+    def describe(self) -> dict[str, str | None]:
+        """The destination, and the alias and ssh config it was resolved from."""
+        return {
+            "connector": self.name,
+            "host": str(self.destination),
+            "alias": self.host,
+            "config_file": self.destination.config_file,
+        }
+
     def __repr__(self) -> str:
         return f"SSHConnector({self.host!r} -> {self.destination})"
 

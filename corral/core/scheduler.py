@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from corral.core.job import Failure, FailureReason, Job, JobState
+from corral.core.pointer import is_remote, write_pointer
 from corral.core.resumable import ResumableTask
 
 RESUMED_AFTER = (FailureReason.TIMEOUT, FailureReason.PREEMPTED)
@@ -256,6 +257,8 @@ class Scheduler:
             return
         job.state = state
         job.failure = failure
+        if is_remote(job, self.workspace):
+            write_pointer(self.workspace, job, (state, failure))
         if state.final and self.on_finished is not None:
             self.on_finished(job)
 

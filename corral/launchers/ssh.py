@@ -5,15 +5,13 @@ Every scheduler cycle costs one SSH round trip per host for each of: starting th
 (their files travel in the same command), and polling every active job — the host-side work
 is done by :mod:`corral.agent` there. Jobs are started in a new session, so they survive the
 SSH connection and the client; a later run re-attaches (pid + start time). The local
-workspace keeps a pointer per job (``.corral/remote.json`` plus copies of ``params.json`` and
-``job.sh``), written when the job starts, is found running or done by a later run, or fails,
-so that listing jobs needs no round trip. Slot leases are the remote machine's own lock files
+workspace keeps a pointer per job (:mod:`corral.core.pointer`), so that listing jobs needs no
+round trip. Slot leases are the remote machine's own lock files
 (see :mod:`corral.core.slots`), shared by every client and user of that machine.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -24,7 +22,6 @@ from corral.core.job import Failure, Job, JobState
 from corral.core.launcher import Launcher
 from corral.core.pool import LauncherPool
 from corral.core.slots import SlotBudget
-from corral.core.workspace import read_json, state_dir, write_json_atomic
 from corral.errors import ConfigError, SubmissionError
 from corral.launchers.host import Host, check_workdir
 from corral.plugins.markers import hookimpl
@@ -33,7 +30,6 @@ if TYPE_CHECKING:
     from corral.core.workspace import Workspace
     from corral.plugins.registry import Registry
 
-REMOTE_RECORD = "remote.json"
 
 
 def _status(data: Any) -> Status | None:
@@ -97,7 +93,6 @@ class SSHLauncher(Launcher):
         self.slots = SlotBudget(f"ssh launcher on {connector.destination}", cpus, gpus)
         self.slots_dir = slots_dir
         self.cancel_grace = float(cancel_grace)
-        self._workspaces: dict[Path, Workspace] = {}  # job directory -> its local workspace
 
     @classmethod
     def pool(cls, launchers: Sequence[SSHLauncher]) -> LauncherPool:
@@ -119,12 +114,6 @@ class SSHLauncher(Launcher):
     def workspace_root(self, workspace: Workspace) -> Path:
         """The remote workdir."""
         return Path(self.remote_workdir())
-
-    def job_directory(self, workspace: Workspace, type_id: str, identifier: str) -> Path:
-        """The remote job directory; the local workspace is noted for the job's pointer."""
-        directory = super().job_directory(workspace, type_id, identifier)
-        self._workspaces[directory] = workspace
-        return directory
 
     def location(self, workspace: Workspace) -> str:
         """The remote host and workdir."""
@@ -157,18 +146,13 @@ class SSHLauncher(Launcher):
         for job, answer in zip(jobs, answers, strict=True):
             if answer["handle"] is not None:
                 job.handle = answer["handle"]
-            status = _status(answer["status"])
-            if status is not None:
-                self._pointer(job, status)
-            result[job] = status
+            result[job] = _status(answer["status"])
         return result
 
     def start(
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
         """Send every job's files and start them, in one command."""
-        for job in jobs:
-            self._workspaces[job.directory] = workspace
         files = {job: self.job_files(job, workspace) for job in jobs}
         request = {
             "launcher": self.name,
@@ -186,7 +170,6 @@ class SSHLauncher(Launcher):
             job.handle = answer["handle"]
             if status[0] is JobState.RUNNING and not detached:
                 self.slots.take(job, job.resources.cpus, job.resources.gpus)
-            self._pointer(job, status, files[job])
             result[job] = status
         return result
 
@@ -201,7 +184,6 @@ class SSHLauncher(Launcher):
             assert status is not None
             if status[0].final:
                 self.slots.release(job)
-                self._pointer(job, status)
             result[job] = status
         return result
 
@@ -228,8 +210,6 @@ class SSHLauncher(Launcher):
             return
         jobs = [{"dir": str(j.directory), "failure": f.to_json()} for j, f in failures.items()]
         self.agent("fail", {"jobs": jobs})
-        for job, failure in failures.items():
-            self._pointer(job, (JobState.FAILED, failure))
 
     # --- outputs ----------------------------------------------------------------------------
 
@@ -247,48 +227,6 @@ class SSHLauncher(Launcher):
         if pid is not None:
             argv.insert(1, f"--pid={pid}")  # tail ends when the job does
         return self.ssh.stream(argv)
-
-    # --- the local pointer -------------------------------------------------------------------
-
-    def _pointer(self, job: Job, status: Status, files: dict[str, str] | None = None) -> None:
-        """Write the job's local pointer: where it runs, its handle, its last known state.
-
-        ``files`` (``params.json``, ``job.sh``) are copied next to it; without them, those
-        missing locally (a job found by a later run, or failed before it ran) are rendered.
-        """
-        workspace = self._workspaces.get(job.directory)
-        if workspace is None:
-            return
-        local = state_dir(workspace.job_dir(job.type_id, job.identifier))
-        local.mkdir(parents=True, exist_ok=True)
-        if files is None and not all((local / n).exists() for n in ("params.json", "job.sh")):
-            files = {
-                name: text
-                for name, text in self.job_files(job, workspace).items()
-                if not (local / name).exists()
-            }
-        for name, text in (files or {}).items():
-            (local / name).write_text(text)
-        path = local / REMOTE_RECORD
-        data = read_json(path)
-        data = data if isinstance(data, dict) else {}  # an earlier run's pointer, kept updated
-        data.update(
-            {
-                "launcher": self.name,
-                "host": str(self.ssh.destination),
-                "alias": self.ssh.host,
-                "remote_dir": str(job.directory),
-                "handle": job.handle if job.handle is not None else data.get("handle"),
-                "state": status[0].value,
-                "time": time.time(),
-            }
-        )
-        if status[1] is not None:
-            data["failure"] = status[1].to_json()
-        else:
-            data.pop("failure", None)
-        write_json_atomic(path, data)
-        job.record = local
 
 
 @hookimpl

@@ -191,6 +191,15 @@ def test_over_ssh_with_a_constant_number_of_round_trips(
     c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
     assert len(c.read_text(args["log"]).splitlines()) == 30
     c.remove(args["log"])
+    # the laptop keeps a pointer per job: where it ran, its SLURM id, its last known state
+    pointers = [json.loads(p.read_text())
+                for p in (tmp_path / "ws" / "jobs").glob("*/*/.corral/remote.json")]
+    assert len(pointers) == 30
+    assert {(p["launcher"], p["state"], p["alias"]) for p in pointers} == {
+        ("slurm", "done", ssh_host.alias)
+    }
+    assert all(p["remote_dir"].startswith(remote_workdir) and "_" in p["handle"]["id"]
+               for p in pointers)
 
 
 def test_client_killed_then_rerun_reattaches_without_resubmitting(

@@ -1,0 +1,68 @@
+"""The local pointer of a job whose directory is elsewhere (an SSH host, a cluster's workdir).
+
+The job directory on the remote side is the single source of truth. The local workspace
+keeps, in ``jobs/<type id>/<identifier>/.corral/``, a ``remote.json`` saying where the job
+runs (launcher, location, remote directory, how to reach it), its handle and its last known
+state, with copies of ``params.json`` and ``job.sh``: so listing jobs needs no round trip,
+and a later run or the CLI knows where to look. The scheduler writes it on every state
+change of such a job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from corral.core.workspace import read_json, state_dir, write_json_atomic
+
+if TYPE_CHECKING:
+    from corral.core.hostjobs import Status
+    from corral.core.job import Job
+    from corral.core.workspace import Workspace
+
+POINTER = "remote.json"
+
+
+def is_remote(job: Job, workspace: Workspace) -> bool:
+    """Whether ``job``'s directory is not its directory in the local workspace."""
+    return job.directory != workspace.job_dir(job.type_id, job.identifier)
+
+
+def write_pointer(workspace: Workspace, job: Job, status: Status) -> None:
+    """Create or update the local pointer of a remote job with its current ``status``.
+
+    ``params.json`` and ``job.sh`` are rendered beside it the first time (a job found by a
+    later run, or failed before it ran, gets them too).
+    """
+    local = state_dir(workspace.job_dir(job.type_id, job.identifier))
+    local.mkdir(parents=True, exist_ok=True)
+    missing = [n for n in ("params.json", "job.sh") if not (local / n).exists()]
+    if missing:
+        files = job.launcher.job_files(job, workspace)
+        for name in missing:
+            (local / name).write_text(files[name])
+    path = local / POINTER
+    data: dict[str, Any] = read_json(path) or {}  # an earlier run's pointer, kept up to date
+    data.update(
+        {
+            "launcher": job.launcher.name,
+            "location": job.launcher.location(workspace),
+            **job.launcher.connector.describe(),
+            "remote_dir": str(job.directory),
+            "handle": job.handle if job.handle is not None else data.get("handle"),
+            "state": status[0].value,
+            "time": time.time(),
+        }
+    )
+    if status[1] is not None:
+        data["failure"] = status[1].to_json()
+    else:
+        data.pop("failure", None)
+    write_json_atomic(path, data)
+    job.record = local
+
+
+def read_pointer(local_job_dir: Any) -> dict[str, Any] | None:
+    """The pointer in a local job directory, if the job runs elsewhere."""
+    data = read_json(state_dir(local_job_dir) / POINTER)
+    return data if isinstance(data, dict) else None
