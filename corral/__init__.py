@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from corral.core.cache import cache
     from corral.core.experiment import experiment
     from corral.core.hooks import SubmitHook, submit_hook_decorator
-    from corral.core.job import Job
+    from corral.core.job import Job, Secret
     from corral.core.launcher import Launcher
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ _LAZY = {
     "SubmitHook": "corral.core.hooks",
     "submit_hook_decorator": "corral.core.hooks",
     "Job": "corral.core.job",
+    "Secret": "corral.core.job",
     "Launcher": "corral.core.launcher",
 }
 
@@ -66,6 +67,7 @@ __all__ = [
     "Param",
     "PluginError",
     "ResumableTask",
+    "Secret",
     "SubmissionError",
     "SubmitHook",
     "Task",

@@ -21,8 +21,10 @@ from typing import Any
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import (
     LAUNCH,
+    SECRETS,
     SUBMIT_LOCK,
     clear_final,
+    file_mode,
     final_state,
     keep_logs,
     read_json,
@@ -98,7 +100,9 @@ def start(
             clear_final(job_dir)
             keep_logs(job_dir)
             for name, text in files.items():
-                write(job_dir / name, text, 0o755 if name.endswith(".sh") else 0o644)
+                write(job_dir / name, text, file_mode(name))
+            if SECRETS in files:  # a directory holding secrets is its owner's only
+                job_dir.chmod(0o700)
             fresh.append(i)
         if fresh:
             try:

@@ -72,6 +72,34 @@ class Failure(NamedTuple):
         return cls(reason, str(data.get("message", "")), data.get("exit_code"), data.get("signal"))
 
 
+class Secret:
+    """An environment value kept out of ``job.sh``, ``params.json``, logs and listings:
+    ``job.environ["TOKEN"] = Secret("...")``. It is written only to the job's owner-only
+    ``.corral/secrets.env``, which the job script sources."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise ConfigError(f"Secret takes a str, got {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value itself."""
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
 class Resources:
     """What a job asks of its launcher. Submit hooks may change it per job.
 
@@ -132,7 +160,7 @@ class Job:
         self.directory = directory
         self.launcher = launcher
         self.dependencies: list[Job] = dependencies if dependencies is not None else []
-        self.environ: dict[str, str] = {}
+        self.environ: dict[str, str | Secret] = {}
         self.resources = Resources()
         self.state = JobState.WAITING
         self.failure: Failure | None = None

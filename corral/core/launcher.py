@@ -25,16 +25,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from corral.core import hostjobs
 from corral.core.hostjobs import Status
-from corral.core.job import Failure, Job, Resources
-from corral.core.script import ScriptSpec, render_job_script
+from corral.core.job import Failure, Job, Resources, Secret
+from corral.core.script import ScriptSpec, render_job_script, render_secrets
 from corral.core.serialize import dump_params
-from corral.core.workspace import FAILED, state_dir
+from corral.core.workspace import FAILED, SECRETS, state_dir
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
     from corral.core.workspace import Workspace
 
 __all__ = ["HostLauncher", "Launcher", "Status"]
+
+
+def _secrets(job: Job) -> dict[str, str]:
+    return {k: v.reveal() for k, v in job.environ.items() if isinstance(v, Secret)}
 
 
 class Launcher(abc.ABC):
@@ -121,27 +125,34 @@ class Launcher(abc.ABC):
         return f"local:{socket.gethostname()}:{workspace.root}"
 
     def script_for(self, job: Job) -> str:
-        """The exact ``job.sh`` of ``job``."""
+        """The exact ``job.sh`` of ``job`` (secret values are not in it: it sources them)."""
+        environ = {**job.environ, **self.job_environ(job)}
         spec = ScriptSpec(
             job_dir=str(job.directory),
             python=self.python,
             identifier=job.identifier,
             type_id=job.type_id,
-            environ={**job.environ, **self.job_environ(job)},
+            environ={k: v for k, v in environ.items() if not isinstance(v, Secret)},
             header=self.render_header(job),
             setup=self.setup,
+            secrets=SECRETS if _secrets(job) else None,
         )
         return render_job_script(spec)
 
     def job_files(self, job: Job, workspace: Workspace) -> dict[str, str]:
-        """The files of a job directory: ``params.json`` and ``job.sh``."""
+        """The files of a job directory: ``params.json``, ``job.sh``, and the owner-only
+        ``.corral/secrets.env`` when submit hooks set :class:`~corral.core.job.Secret` values."""
         params = dump_params(
             job.task,
             workspace=self.workspace_root(workspace),
             job_dir=job.directory,
             depends_on=[d.relpath for d in job.dependencies],
         )
-        return {"params.json": json.dumps(params, indent=1), "job.sh": self.script_for(job)}
+        files = {"params.json": json.dumps(params, indent=1), "job.sh": self.script_for(job)}
+        secrets = _secrets(job)
+        if secrets:
+            files[SECRETS] = render_secrets(secrets)
+        return files
 
     def mark_failed(self, job: Job, failure: Failure) -> None:
         """Record, through the connector, that a job failed without running."""

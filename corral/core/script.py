@@ -26,6 +26,8 @@ class ScriptSpec:
     header: Sequence[str] = ()
     setup: Sequence[str] = ()
     params: str = "params.json"
+    secrets: str | None = None
+    """A file of ``export NAME=value`` lines, relative to the job directory, sourced first."""
 
 
 def render_job_script(spec: ScriptSpec) -> str:
@@ -35,6 +37,8 @@ def render_job_script(spec: ScriptSpec) -> str:
     lines.append(f"# corral job {spec.type_id} {spec.identifier}")
     lines.append(f"cd -- {q(spec.job_dir)} || exit 70")
     lines.append("exec >stdout 2>stderr")
+    if spec.secrets is not None:
+        lines.append(f". {q(spec.secrets)} || exit 70")
     for name in sorted(spec.environ):
         lines.append(f"export {check_env_name(name)}={q(str(spec.environ[name]))}")
     lines.extend(spec.setup)
@@ -42,3 +46,10 @@ def render_job_script(spec: ScriptSpec) -> str:
     lines.append(f"PYTHON={q(spec.python)}")
     lines.append(f'exec "$PYTHON" -m corral.run {q(spec.params)}')
     return "\n".join(lines) + "\n"
+
+
+def render_secrets(secrets: Mapping[str, str]) -> str:
+    """The content of a secrets file: one quoted ``export`` per variable."""
+    return "".join(
+        f"export {check_env_name(name)}={shlex.quote(secrets[name])}\n" for name in sorted(secrets)
+    )

@@ -27,6 +27,8 @@ DONE = "done"
 FAILED = "failed"
 LAUNCH = "launch.json"
 SUBMIT_LOCK = "lock"
+SECRETS = ".corral/secrets.env"
+"""A job's secret environment values (``export`` lines, mode 0600), relative to its dir."""
 RUN_LOCK = "run.lock"
 
 
@@ -123,3 +125,10 @@ def keep_logs(job_dir: Path) -> None:
     for path in logs:
         if path.exists():
             path.rename(job_dir / f"{path.name}.{n}")
+
+
+def file_mode(name: str) -> int:
+    """The mode of a job file: scripts executable, secrets owner-only."""
+    if name == SECRETS:
+        return 0o600
+    return 0o755 if name.endswith(".sh") else 0o644

@@ -551,3 +551,23 @@ def test_follow_streams_a_running_job_until_it_ends(ssh_host, rig, workdir, tmp_
     assert text.splitlines() == [f"line {i}" for i in range(5)]
     assert time.monotonic() - started >= 0.5  # it streamed while the job ran
     assert run_until_final(launcher, job)[0].value == "done"
+
+
+def test_a_secret_travels_to_the_host_into_an_owner_only_file(ssh_host, rig, workdir, tmp_path):
+    from tests.execution.test_secrets import VALUE, UsesToken
+
+    out = f"{workdir}-seen.json"
+    task = UsesToken(out=out)
+    with experiment(tmp_path / "local-ws", "secret", launcher=launcher_for(ssh_host, rig, workdir)):
+        task.submit()
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    assert json.loads(c.read_text(out)) == {"token": VALUE, "plain": "visible"}
+    job_dir = str(task.__taskdir__)
+    modes = c.run(["stat", "-c", "%a %n", job_dir, f"{job_dir}/.corral/secrets.env"],
+                  check=True).stdout.split()
+    assert modes[0::2] == ["700", "600"]
+    assert "s3cr3t" not in c.read_text(f"{job_dir}/job.sh")
+    for path in (tmp_path / "local-ws").rglob("*"):  # the laptop keeps no copy of it
+        if path.is_file():
+            assert "s3cr3t" not in path.read_text(errors="replace"), path
+    c.remove(out)

@@ -19,6 +19,7 @@ EXPECTED = {
     "Param",
     "PluginError",
     "ResumableTask",
+    "Secret",
     "SubmissionError",
     "SubmitHook",
     "Task",

@@ -29,6 +29,14 @@ SPECS = {
         header=["#SBATCH --job-name=corral-cdcdcdcdcdcd", "#SBATCH --time=01:00:00"],
         setup=["source /opt/venv/bin/activate"],
     ),
+    "job_script_secrets": ScriptSpec(
+        job_dir="/ws/jobs/pkg.Learn/" + "ef" * 32,
+        python="python3",
+        identifier="ef" * 32,
+        type_id="pkg.Learn",
+        environ={"PLAIN": "1"},
+        secrets=".corral/secrets.env",
+    ),
 }
 
 
@@ -64,3 +72,13 @@ def test_exported_values_reach_bash_exactly(tmp_path):
     subprocess.run(["bash", str(tmp_path / "job.sh")], check=True, env=dict(os.environ))
     assert (tmp_path / "value.txt").read_text() == value
     assert not (tmp_path / "pwned").exists()
+
+
+def test_secrets_file_quotes_every_value():
+    from corral.core.script import render_secrets
+
+    text = render_secrets({"TOKEN": "a'b $(x)\nc", "A": ""})
+    assert text == "export A=''\nexport TOKEN='a'\"'\"'b $(x)\nc'\n"
+    out = subprocess.run(["bash", "-c", text + 'printf %s "$TOKEN"'], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout == "a'b $(x)\nc"
