@@ -1,0 +1,255 @@
+"""Pick a host by its declared capacities: ``find_launcher("cpus=4 & gpus=1 & time<=2h")``.
+
+A query describes the **job**: terms ``KEY OP VALUE`` joined by ``&``, each bounding what the
+job needs. A host fits a term when what it declares (see :mod:`corral.hosts`) can give a job
+that need: ``cpus=4`` and ``cpus>=4`` want at least 4 CPUs, ``gpu_mem>=24G`` GPUs with at
+least 24G, ``time<=2h`` a time limit that lets a job of up to two hours finish (the host
+declares ``time`` of 2h or more); ``>`` wants strictly more. A host that does not declare a
+key fails a term on it. The first host that fits every term wins, in the order of
+:class:`~corral.hosts.HostsConfig`.
+
+Values: counts (``cpus``, ``gpus``); sizes (``mem``, ``gpu_mem``: ``512M``, ``24G``, ``1.5T``,
+a bare number in megabytes as SLURM reads it); durations (``time``: ``90m``, ``2h``,
+``1h30m``, ``1d``, or SLURM's ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM:SS``, a bare
+number in minutes; ``unlimited``).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from corral.errors import ConfigError
+from corral.hosts import HostsConfig, HostSpec, load_hosts
+
+if TYPE_CHECKING:
+    from corral.core.launcher import Launcher
+    from corral.plugins.manager import Plugins
+
+OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+# What the host's declared value must be, for a job needing ``OP value``.
+FITS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.ge,
+    ">=": operator.ge,
+    "<=": operator.ge,
+    "<": operator.ge,
+    ">": operator.gt,
+}
+KINDS = {"cpus": "count", "gpus": "count", "mem": "size", "gpu_mem": "size", "time": "duration"}
+EXPECTED = {
+    "count": "a whole number >= 0",
+    "size": "a size like 512M, 24G or 1.5T (K, M, G, T; a bare number is megabytes)",
+    "duration": "a duration like 90m, 2h, 1h30m, 1d, 1-12:00:00 or HH:MM:SS "
+    "(a bare number is minutes), or 'unlimited'",
+}
+SYNTAX = (
+    "expected terms KEY OP VALUE joined by '&', e.g. 'cpus>=4 & gpu_mem>=24G & time>=2h'; "
+    f"keys: {', '.join(KINDS)}; operators: {', '.join(OPERATORS)}"
+)
+
+_TERM = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|=|>|<)\s*([^\s<>=&]+)\s*$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:I?B)?)?$")
+_UNITS = re.compile(r"^(?:\d+(?:\.\d+)?[DHMS])+$")
+_DAYS = re.compile(r"^(\d+)-(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")  # D-H[:M[:S]]
+_CLOCK = re.compile(r"^\d+(?::\d{1,2}){0,2}$")  # M, M:S, H:M:S
+_SECONDS = {"D": 86400, "H": 3600, "M": 60, "S": 1}
+
+
+def parse_count(value: object) -> int:
+    """A CPU or GPU count; ValueError names what is valid."""
+    if isinstance(value, bool):
+        raise ValueError(EXPECTED["count"])
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise ValueError(EXPECTED["count"])
+
+
+def parse_size(value: object) -> float:
+    """A size in bytes (1024-based units, as SLURM's); ValueError names what is valid."""
+    if isinstance(value, bool):
+        raise ValueError(EXPECTED["size"])
+    if isinstance(value, int | float) and value >= 0:
+        return float(value) * 1024**2
+    found = _SIZE.match(value.strip().upper()) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(EXPECTED["size"])
+    unit: str = found.group(2) or "M"
+    return float(found.group(1)) * float(1024 ** " KMGT".index(unit))
+
+
+def parse_duration(value: object) -> float:
+    """A duration in seconds (``inf`` for unlimited); ValueError names what is valid."""
+    if isinstance(value, bool):
+        raise ValueError(EXPECTED["duration"])
+    if isinstance(value, int | float) and value >= 0:
+        return float(value) * 60
+    if not isinstance(value, str):
+        raise ValueError(EXPECTED["duration"])
+    text = value.strip().upper()
+    if text in ("UNLIMITED", "INFINITE", "INF"):
+        return math.inf
+    if _UNITS.match(text):
+        return sum(
+            float(n) * _SECONDS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([DHMS])", text)
+        )
+    found = _DAYS.match(text)
+    if found is not None:
+        days, hours, minutes, seconds = (int(g or 0) for g in found.groups())
+        return float(days * 86400 + hours * 3600 + minutes * 60 + seconds)
+    if not _CLOCK.match(text):
+        raise ValueError(EXPECTED["duration"])
+    parts = [int(p) for p in text.split(":")]
+    if len(parts) == 1:  # minutes
+        return float(parts[0] * 60)
+    if len(parts) == 2:  # minutes:seconds
+        return float(parts[0] * 60 + parts[1])
+    return float(parts[0] * 3600 + parts[1] * 60 + parts[2])
+
+
+PARSERS: dict[str, Callable[[object], float]] = {
+    "count": parse_count,
+    "size": parse_size,
+    "duration": parse_duration,
+}
+
+
+@dataclass(frozen=True)
+class Term:
+    """One ``KEY OP VALUE`` of a query."""
+
+    key: str
+    op: str
+    value: float
+    text: str
+    """The value as written."""
+
+    def __str__(self) -> str:
+        return f"{self.key}{self.op}{self.text}"
+
+
+def parse_query(query: str) -> list[Term]:
+    """The terms of ``query``; a malformed query is a one-line ConfigError."""
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigError(f"empty launcher query; {SYNTAX}")
+    terms = []
+    for part in query.split("&"):
+        found = _TERM.match(part)
+        if found is None:
+            raise ConfigError(f"launcher query {query!r}: cannot read {part.strip()!r}; {SYNTAX}")
+        key, op, text = found.groups()
+        kind = KINDS.get(key)
+        if kind is None:
+            raise ConfigError(
+                f"launcher query {query!r}: unknown key {key!r}; valid: {', '.join(KINDS)}"
+            )
+        try:
+            value = PARSERS[kind](text)
+        except ValueError as exc:
+            raise ConfigError(f"launcher query {query!r}: {key} {text!r}: expected {exc}") from None
+        terms.append(Term(key, op, value, text))
+    return terms
+
+
+def declared(spec: HostSpec) -> dict[str, tuple[float, str]]:
+    """A host's declared capacities: ``{key: (value, as written)}``."""
+    result = {}
+    for key, raw in spec.capacity.items():
+        try:
+            value = PARSERS[KINDS[key]](raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{spec.capacity_where(key)}: host {spec.name!r}: {key} {raw!r}: expected {exc}"
+            ) from None
+        result[key] = (value, str(raw))
+    return result
+
+
+@dataclass(frozen=True)
+class HostMatch:
+    """Whether a host satisfies a query, and why not."""
+
+    name: str
+    launcher: str
+    where: str
+    """``path:line`` of the host's table."""
+    reasons: tuple[str, ...]
+    """One per failed term; empty when the host matches."""
+
+    @property
+    def matches(self) -> bool:
+        """Whether every term holds."""
+        return not self.reasons
+
+
+def match(spec: HostSpec, terms: list[Term]) -> HostMatch:
+    """How ``spec`` fares against ``terms``."""
+    have = declared(spec)
+    reasons = []
+    for term in terms:
+        if term.key not in have:
+            reasons.append(f"declares no {term.key}")
+            continue
+        value, text = have[term.key]
+        if not FITS[term.op](value, term.value):
+            wanted = f"more than {term.text}" if term.op == ">" else f"{term.text} or more"
+            reasons.append(f"{term.key} = {text}; the job needs {wanted}")
+    return HostMatch(spec.name, spec.launcher, spec.where(), tuple(reasons))
+
+
+def explain(
+    query: str,
+    *,
+    workspace: str | os.PathLike[str] | None = None,
+    hosts: HostsConfig | None = None,
+) -> list[HostMatch]:
+    """Every declared host, in order, with whether it matches ``query`` and why not."""
+    terms = parse_query(query)
+    config = hosts if hosts is not None else load_hosts(workspace)
+    return [match(spec, terms) for spec in config]
+
+
+def find_host(
+    query: str,
+    *,
+    workspace: str | os.PathLike[str] | None = None,
+    hosts: HostsConfig | None = None,
+) -> str:
+    """The name of the first host matching ``query``; ConfigError says why each host fails."""
+    config = hosts if hosts is not None else load_hosts(workspace)
+    results = explain(query, hosts=config)
+    for result in results:
+        if result.matches:
+            return result.name
+    if not results:
+        raise ConfigError(
+            f"no host matches {query!r}: no host is declared (looked in {config.describe_search()})"
+        )
+    why = "; ".join(f"{r.name}: {', '.join(r.reasons)}" for r in results)
+    raise ConfigError(f"no host matches {query!r}: {why}")
+
+
+def find_launcher(
+    query: str,
+    *,
+    workspace: str | os.PathLike[str] | None = None,
+    plugins: Plugins | None = None,
+) -> Launcher:
+    """The launcher of the first host whose declared capacities satisfy ``query``."""
+    from corral.plugins.manager import Plugins
+
+    config = load_hosts(workspace)
+    name = find_host(query, hosts=config)
+    return config.build(name, plugins if plugins is not None else Plugins())
