@@ -89,11 +89,16 @@ def start(
     result: list[tuple[Status, Any] | None] = [None] * len(entries)
     fresh: list[int] = []
     with ExitStack() as locks:
-        for i, (job_dir, files) in enumerate(entries):
+        # Every lock first, in one global order (two clients never wait on each other in a
+        # cycle), then one liveness check for the whole batch (one squeue, not one per job).
+        for job_dir in sorted({job_dir for job_dir, _ in entries}):
             sd = state_dir(job_dir)
             sd.mkdir(parents=True, exist_ok=True)
             locks.enter_context(FileLock(sd / SUBMIT_LOCK, timeout=LOCK_TIMEOUT))
-            ((status, handle),) = recover([job_dir], launcher, alive)
+        found = recover([job_dir for job_dir, _ in entries], launcher, alive)
+        for i, ((job_dir, files), (status, handle)) in enumerate(
+            zip(entries, found, strict=True)
+        ):
             if status is not None:
                 result[i] = (status, handle)
                 continue
