@@ -5,6 +5,10 @@
     with experiment("./workspace", "sweep") as xp:
         outputs = Learn(model=Model()).submit()
     # leaving the block waits for every job (raises JobFailedError if any failed)
+
+With ``dry_run=True`` (or ``CORRAL_DRY_RUN=1``) nothing is written, started or recorded:
+each job's script, submit command and environment changes are printed instead
+(:mod:`corral.core.dryrun`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from corral.core.config import walk
+from corral.core.dryrun import Changes, PlannedJob, dry_run_from_env, plan
 from corral.core.hooks import collect_hooks
 from corral.core.identity import identifier, type_id
 from corral.core.job import Job, JobState
@@ -54,6 +59,7 @@ class Experiment:
         launcher: Launcher | LauncherPool | str | None = None,
         *,
         plugins: Plugins | None = None,
+        dry_run: bool = False,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(
@@ -64,12 +70,18 @@ class Experiment:
 
         self.workspace = Workspace(workdir)
         self.name = name
+        self.dry_run = dry_run
+        self.planned: list[PlannedJob] = []
+        """The jobs of a dry run, in the order they were submitted."""
         self.plugins = plugins if plugins is not None else Plugins()
         self._launchers: dict[str, Launcher] = {}
         self.default_launcher = self.resolve_launcher(launcher if launcher is not None else "local")
         self.jobs: dict[str, Job] = {}
         self.scheduler = Scheduler(self.workspace, on_finished=self._finished)
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        self._record = None
+        if dry_run:
+            return
         runs = self.workspace.experiments / name / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         (self.workspace.jobs).mkdir(parents=True, exist_ok=True)
@@ -137,26 +149,45 @@ class Experiment:
                         f"{dep_job.launcher.location(self.workspace)}: a task must run where "
                         "the outputs it depends on are"
                     )
-            directory = chosen.job_directory(self.workspace, tid, ident)
+            if self.dry_run:  # the same path, found without connecting where possible
+                directory = chosen.planned_root(self.workspace) / "jobs" / tid / ident
+            else:
+                directory = chosen.job_directory(self.workspace, tid, ident)
             job = Job(task, ident, tid, directory, chosen, deps)
             job.resources = chosen.default_resources()
+            changes = Changes() if self.dry_run else None
             for hook in collect_hooks(walk(task)):
-                hook.process(job, chosen)
-            self.plugins.prepare_job(job, chosen)
+                with _watch(changes, f"submit hook {type(hook).__name__}", job):
+                    hook.process(job, chosen)
+            with _watch(changes, "plugins", job):
+                self.plugins.prepare_job(job, chosen)
             if pool is not None:
                 pool.assigned(chosen, job)  # may move it to the member best for its resources
             job.launcher.check(job)
             self.jobs[key] = job
-            self._record.write(
-                json.dumps({"type_id": tid, "identifier": ident, "launcher": job.launcher.name})
-                + "\n"
-            )
-            self.scheduler.add(job)
+            if changes is not None:
+                self._plan(job, changes)
+            else:
+                self._write_record(job)
+                self.scheduler.add(job)
         task.__dict__["__taskdir__"] = job.directory
         return task.task_outputs(Dep(task))
 
+    def _write_record(self, job: Job) -> None:
+        assert self._record is not None
+        entry = {"type_id": job.type_id, "identifier": job.identifier}
+        entry["launcher"] = job.launcher.name
+        self._record.write(json.dumps(entry) + "\n")
+
+    def _plan(self, job: Job, changes: Changes) -> None:
+        planned = plan(job, self.workspace, changes)
+        self.planned.append(planned)
+        print(planned.render(len(self.planned)) + "\n", flush=True)
+
     def wait(self) -> None:
         """Wait for every job submitted so far; raise JobFailedError if any failed."""
+        if self.dry_run:
+            return
         self.scheduler.wait()
         failed = [j for j in self.jobs.values() if j.state is JobState.FAILED]
         if failed:
@@ -168,7 +199,12 @@ class Experiment:
     def close(self) -> None:
         """Stop scheduling and close the record."""
         self.scheduler.stop()
-        self._record.close()
+        if self._record is not None:
+            self._record.close()
+
+
+def _watch(changes: Changes | None, source: str, job: Job) -> Any:
+    return nullcontext() if changes is None else changes.watch(source, job)
 
 
 def check_options(what: str, factory: Any, options: dict[str, Any]) -> None:
@@ -218,6 +254,7 @@ def experiment(
     wait: bool = True,
     *,
     plugins: Plugins | None = None,
+    dry_run: bool = False,
 ) -> Iterator[Experiment]:
     """Run an experiment in the workspace ``workdir``; tasks submitted inside run on
     ``launcher`` (default: the local launcher).
@@ -225,17 +262,29 @@ def experiment(
     Leaving the block waits for every job and raises :class:`~corral.errors.JobFailedError`
     if any failed. With ``wait=False`` it starts every job and returns: jobs go on without
     the client, waiting for their dependencies themselves, and a later run picks them up.
+
+    ``dry_run`` (forced by ``CORRAL_DRY_RUN=1``, as ``corral dry-run`` sets it) prints
+    what each job would be and does nothing: no job directory, no run record, no job started.
     """
     if os.environ.get("CORRAL_JOB_DIR"):
         raise ConfigError(
             "experiment() was called inside a job: guard the experiment script's code "
             "with `if __name__ == '__main__':`"
         )
-    xp = Experiment(workdir, name, launcher, plugins=plugins)
+    dry = dry_run or dry_run_from_env()
+    xp = Experiment(workdir, name, launcher, plugins=plugins, dry_run=dry)
     token = _CURRENT.set(xp)
     try:
         yield xp
-        if wait:
+        if dry:
+            done = sum(p.state == "done" for p in xp.planned)
+            print(
+                f"dry run of {name!r}: {len(xp.planned)} job(s)"
+                + (f", {done} done already" if done else "")
+                + "; nothing was written or started",
+                flush=True,
+            )
+        elif wait:
             xp.wait()
         else:
             xp.scheduler.detach()

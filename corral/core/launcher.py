@@ -110,6 +110,16 @@ class Launcher(abc.ABC):
     def attach(self, job: Job) -> None:  # noqa: B027  (optional: nothing to note by default)
         """Take note of a job found running (started by an earlier or another client)."""
 
+    def submit_command(self, job: Job) -> list[str] | None:
+        """The command that starts ``job``'s script, as a dry run shows it (None: the
+        launcher cannot say). Nothing is run."""
+        return None
+
+    def planned_root(self, workspace: Workspace) -> Path:
+        """:meth:`workspace_root`, found without connecting anywhere when the launcher can
+        (a dry run builds its paths from it)."""
+        return self.workspace_root(workspace)
+
     # --- shared by every launcher ----------------------------------------------------------
 
     def job_directory(self, workspace: Workspace, type_id: str, identifier: str) -> Path:
@@ -144,7 +154,7 @@ class Launcher(abc.ABC):
         ``.corral/secrets.env`` when submit hooks set :class:`~corral.core.job.Secret` values."""
         params = dump_params(
             job.task,
-            workspace=self.workspace_root(workspace),
+            workspace=self.planned_root(workspace),
             job_dir=job.directory,
             depends_on=[d.relpath for d in job.dependencies],
         )

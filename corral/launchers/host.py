@@ -66,6 +66,11 @@ class Host:
             return str(self.connector.destination)
         return "this machine"
 
+    def agent_argv(self, command: str) -> list[str]:
+        """The argv that runs the agent command ``command`` on the host (request on stdin)."""
+        setup = "".join(f"{line}\n" for line in self.setup)
+        return ["bash", "-c", f"{setup}exec {shlex.quote(self.python)} -m corral.agent {command}"]
+
     def call(self, command: str, request: Any) -> Any:
         """Run the agent command ``command`` with ``request``; its answer."""
         from corral import agent
@@ -73,12 +78,10 @@ class Host:
         self.calls[command] += 1
         if not self.remote:  # same JSON round trip as remote, without a process
             return json.loads(json.dumps(agent.COMMANDS[command](json.loads(json.dumps(request)))))
-        setup = "".join(f"{line}\n" for line in self.setup)
-        script = f"{setup}exec {shlex.quote(self.python)} -m corral.agent {command}"
         payload = json.dumps(request)
         for attempt in range(1, CALL_ATTEMPTS + 1):
             try:
-                result = self.connector.run(["bash", "-c", script], input=payload)
+                result = self.connector.run(self.agent_argv(command), input=payload)
                 break
             except ConnectorError as exc:
                 # Every agent command is idempotent (a job is started under its lock, only if
@@ -95,6 +98,15 @@ class Host:
                 stderr=result.stderr,
             )
         return json.loads(result.stdout)
+
+    def known_root(self) -> PurePosixPath | None:
+        """The workdir when it is known without connecting: resolved already, or with no
+        ``~`` to resolve; None when it needs the host (or is the caller's default)."""
+        if self._resolved is not None:
+            return self._resolved
+        if self.workdir is None or (self.remote and self.workdir.startswith("~")):
+            return None
+        return PurePosixPath(self.workdir)
 
     def root(self, default: PurePosixPath) -> PurePosixPath:
         """The workdir with ``~`` resolved (``default`` when none was given, on this machine).

@@ -83,6 +83,10 @@ class LocalLauncher(HostLauncher):
         """The argv that runs a job's script; it must ``exec`` (the pid is the job's)."""
         return ["bash", str(job.directory / "job.sh")]
 
+    def submit_command(self, job: Job) -> list[str]:
+        """``bash <job dir>/job.sh``, started in a new session."""
+        return self.command(job)
+
     def launch(self, jobs: Sequence[Job], *, detached: bool = False) -> list[Any]:
         """Start each job script as a new session."""
         handles = []

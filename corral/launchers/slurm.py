@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.connectors.base import Connector
 from corral.connectors.local import LocalConnector
+from corral.connectors.ssh import SSHConnector
 from corral.core.hostjobs import Status
 from corral.core.job import Failure, FailureReason, Job, JobState, Resources
 from corral.core.launcher import Launcher
@@ -215,9 +216,25 @@ class SlurmLauncher(Launcher):
         """The cluster-side workdir (the workspace itself when local and none was given)."""
         return Path(self.host.root(PurePosixPath(workspace.root)))
 
+    def planned_root(self, workspace: Workspace) -> Path:
+        """The cluster-side workdir; connects only to resolve a ``~`` in it."""
+        known = self.host.known_root()
+        if known is None and not self.host.remote:
+            known = PurePosixPath(workspace.root)
+        return Path(known) if known is not None else self.workspace_root(workspace)
+
     def location(self, workspace: Workspace) -> str:
         """The cluster's filesystem as seen by its jobs."""
-        return f"slurm:{self.host}:{self.workspace_root(workspace)}"
+        return f"slurm:{self.host}:{self.planned_root(workspace)}"
+
+    def submit_command(self, job: Job) -> list[str]:
+        """``sbatch --parsable`` of the array wrapper holding the job (its name is chosen
+        when the batch is submitted), where the cluster is."""
+        wrapper = job.directory.parents[2] / ".corral" / "arrays" / "<batch>.sh"
+        argv = ["sbatch", "--parsable", str(wrapper)]
+        if isinstance(self.connector, SSHConnector):
+            return ["ssh", str(self.connector.destination), *argv]
+        return argv
 
     def job_options(self, job: Job) -> list[str]:
         """The ``sbatch`` options of ``job``: its resources, the cluster options, and the

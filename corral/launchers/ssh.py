@@ -115,6 +115,15 @@ class SSHLauncher(Launcher):
         """The remote workdir."""
         return Path(self.remote_workdir())
 
+    def planned_root(self, workspace: Workspace) -> Path:
+        """The remote workdir; connects only to resolve a ``~`` in it."""
+        known = self.host.known_root()
+        return Path(known) if known is not None else self.workspace_root(workspace)
+
+    def submit_command(self, job: Job) -> list[str]:
+        """The agent's ``start`` over SSH: it runs ``bash job.sh`` there, in a new session."""
+        return ["ssh", str(self.ssh.destination), *self.host.agent_argv("start")]
+
     def location(self, workspace: Workspace) -> str:
         """The remote host and workdir."""
         return f"ssh:{self.ssh.destination}:{self.workdir}"

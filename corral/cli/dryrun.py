@@ -1,0 +1,40 @@
+"""``corral dry-run script.py [args]``: what an experiment script would submit, done not."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from corral.cli import cli
+from corral.core.dryrun import DRY_RUN_ENV
+from corral.errors import ConfigError
+
+
+@cli.command(
+    "dry-run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def dry_run_command(ctx: click.Context, script: Path, args: tuple[str, ...]) -> None:
+    """Run an experiment script with CORRAL_DRY_RUN=1: every experiment() in it prints each
+    job's script, submit command and environment changes, and starts nothing."""
+    if not script.is_file():
+        raise ConfigError(f"no script {script}")
+    env = {**os.environ, DRY_RUN_ENV: "1"}
+    with subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # through click: the output goes where the command's does
+            click.echo(line, nl=False)
+    ctx.exit(proc.returncode)

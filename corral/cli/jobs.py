@@ -1,0 +1,204 @@
+"""``corral jobs``: list, inspect, follow, kill and clean the jobs of a workspace.
+
+A job is named by a prefix of its identity (``corral jobs show 3fa2``), unique in the
+workspace, optionally after its task (``Learn/3fa2``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import click
+
+from corral.cli import cli
+from corral.cli.options import print_table, workspace_option
+from corral.core.workspace import Workspace
+from corral.inventory import (
+    STATES,
+    JobInfo,
+    find_job,
+    format_age,
+    list_jobs,
+    parse_job_script,
+    parse_since,
+)
+
+CLEANABLE = ("failed", "lost")
+
+
+@cli.group("jobs")
+def jobs_group() -> None:
+    """The jobs of a workspace."""
+
+
+def job_rows(jobs: list[JobInfo]) -> list[list[str]]:
+    """One table row per job: identity, task, launcher, host, state, SLURM id, age."""
+    now = time.time()
+    return [
+        [
+            job.short,
+            job.task,
+            job.launcher or "-",
+            job.host or "-",
+            job.reason,
+            job.slurm_id or "-",
+            format_age(job.age(now)),
+        ]
+        for job in jobs
+    ]
+
+
+JOB_HEADERS = ("ID", "TASK", "LAUNCHER", "HOST", "STATE", "SLURM", "AGE")
+
+
+@jobs_group.command("ls")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES),
+    help="Only jobs in this state (repeatable).",
+)
+@click.option("--since", default=None, help="Only jobs launched since: 2h, 30m, 1d or an ISO date.")
+@workspace_option
+def ls_command(workspace: Workspace, states: tuple[str, ...], since: str | None) -> None:
+    """List jobs, oldest first (remote jobs show their last known state)."""
+    cutoff = parse_since(since) if since is not None else None
+    jobs = list_jobs(workspace, states=states or None, since=cutoff)
+    if not jobs:
+        click.echo(f"no jobs in {workspace.root}" + (" matching" if states or since else ""))
+        return
+    print_table(JOB_HEADERS, job_rows(jobs))
+
+
+@jobs_group.command("show")
+@click.argument("job_id")
+@workspace_option
+def show_command(workspace: Workspace, job_id: str) -> None:
+    """Params, paths, script and environment of a job."""
+    job = find_job(workspace, job_id)
+    where = f"{job.host}:{job.directory}" if job.remote else job.directory
+    facts = [
+        ("job", job.name),
+        ("identity", job.identifier),
+        ("task", job.type_id),
+        ("state", job.reason + (" (last known)" if job.remote and not job.final else "")),
+    ]
+    if job.failure is not None and job.failure.message:
+        facts.append(("message", job.failure.message))
+    facts += [
+        ("launcher", job.launcher or "-"),
+        ("host", job.host or "-"),
+        ("slurm id", job.slurm_id or "-"),
+        ("directory", where),
+    ]
+    if job.remote:
+        facts.append(("local", str(job.local_dir)))
+    facts += [("stdout", job.log_path()), ("stderr", job.log_path(stderr=True))]
+    if job.time is not None:
+        stamp = datetime.fromtimestamp(job.time).isoformat(sep=" ", timespec="seconds")
+        facts.append(("launched", f"{stamp} ({format_age(job.age())} ago)"))
+    for key, value in facts:
+        click.echo(f"{key + ':':<11}{value}")
+    click.echo("\nparams:")
+    click.echo(_params_text(job))
+    try:
+        script = job.script_path.read_text(encoding="utf-8")
+    except OSError:
+        click.echo(f"\n(no job.sh at {job.script_path})")
+        return
+    info = parse_job_script(script)
+    click.echo("\nenvironment (set by submit hooks, plugins and the launcher):")
+    for name, value in sorted(info.environ.items()):
+        click.echo(f"  {name}={value}")
+    if not info.environ:
+        click.echo("  (none)")
+    if info.secrets is not None:
+        click.echo(f"  secret variables: sourced from {info.secrets} (values not shown)")
+    click.echo(f"\njob.sh ({job.script_path}):")
+    click.echo(script, nl=False)
+
+
+def _params_text(job: JobInfo) -> str:
+    try:
+        data = json.loads(job.params_path.read_text(encoding="utf-8"))
+        objects: list[dict[str, Any]] = data["objects"]
+        root = objects[data["root"]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return f"  (no readable params.json at {job.params_path})"
+
+    def show(value: Any) -> str:
+        if isinstance(value, dict) and "$config" in value:
+            entry = objects[value["$config"]]
+            inner = ", ".join(f"{k}={show(v)}" for k, v in entry["fields"].items())
+            return f"{entry['class']['qualname']}({inner})"
+        if isinstance(value, dict) and "$path" in value:
+            return str(value["$path"])
+        if isinstance(value, dict) and "$generated" in value:
+            return str(value["$generated"]["relpath"])
+        if isinstance(value, list):
+            return "[" + ", ".join(show(v) for v in value) + "]"
+        return json.dumps(value)
+
+    lines = [f"  {name} = {show(value)}" for name, value in root["fields"].items()]
+    return "\n".join(lines) if lines else "  (none)"
+
+
+@jobs_group.command("log")
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as it grows, until the job ends.")
+@click.option("--err", is_flag=True, help="The job's stderr rather than its stdout.")
+@workspace_option
+def log_command(workspace: Workspace, job_id: str, follow: bool, err: bool) -> None:
+    """Print a job's stdout (or stderr); remote logs are read over SSH."""
+    from corral import control
+
+    job = find_job(workspace, job_id)
+    if not follow:
+        click.echo(control.read_log(job, stderr=err), nl=False)
+        return
+    for chunk in control.follow_log(workspace, job, stderr=err):
+        click.echo(chunk, nl=False)
+
+
+@jobs_group.command("kill")
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option(
+    "--grace", default=10.0, show_default=True, help="Seconds between SIGTERM and SIGKILL."
+)
+@workspace_option
+def kill_command(workspace: Workspace, job_ids: tuple[str, ...], grace: float) -> None:
+    """Stop jobs: their process groups, on their hosts, or with scancel."""
+    from corral import control
+
+    jobs = {j.identifier: j for j in (find_job(workspace, ref) for ref in job_ids)}
+    outcome = control.kill(workspace, list(jobs.values()), grace=grace)
+    for ident, what in outcome.items():
+        click.echo(f"{jobs[ident].name}: {what}")
+
+
+@jobs_group.command("clean")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@workspace_option
+def clean_command(workspace: Workspace, yes: bool) -> None:
+    """Remove the directories of failed and lost jobs (remote ones on their hosts too)."""
+    from corral import control
+
+    jobs = list_jobs(workspace, states=CLEANABLE)
+    if not jobs:
+        click.echo(f"nothing to clean in {workspace.root}")
+        return
+    print_table(JOB_HEADERS, job_rows(jobs))
+    click.echo()
+    if not yes and not click.confirm(f"Remove these {len(jobs)} job directories?"):
+        click.echo("nothing removed")
+        return
+    by_id = {j.identifier: j for j in jobs}
+    removed = 0
+    for ident, what in control.remove(jobs).items():
+        removed += what.startswith("removed")
+        click.echo(f"{by_id[ident].name}: {what}")
+    click.echo(f"{removed} of {len(jobs)} removed")

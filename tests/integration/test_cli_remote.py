@@ -1,0 +1,86 @@
+"""``corral jobs`` and ``corral xp`` on jobs run by the SSH launcher on the rig's sshd."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from click.testing import CliRunner, Result
+
+import corral.cli.jobs  # the commands register themselves on the group
+import corral.cli.xp
+from corral import experiment
+from corral.cli import cli
+from corral.connectors.ssh import SSHConnector, close_all
+from corral.core.workspace import Workspace, read_json
+from corral.inventory import read_job
+from tests.execution.tasks import Fail, Record, Talk
+from tests.integration.test_ssh_launcher import REMOTE_HOME, launcher_for
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool():
+    yield
+    close_all()
+
+
+@pytest.fixture
+def workdir(ssh_host) -> str:
+    path = f"{REMOTE_HOME}/cli-{uuid.uuid4().hex[:10]}"
+    yield path
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    c.run(["sh", "-c", f"pkill -u corraltest -f {path} || true; rm -rf -- {path}"])
+
+
+def corral(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_ls_and_log_follow_over_ssh(ssh_host, rig, workdir, tmp_path):
+    ws = tmp_path / "ws"
+    launcher = launcher_for(ssh_host, rig, workdir, cpus=2)
+    with experiment(ws, "remote", launcher=launcher, wait=False) as xp:
+        Talk(lines=8).submit()
+    (job,) = xp.jobs.values()
+    listing = corral("jobs", "ls", "-w", str(ws)).output.splitlines()
+    (row,) = [line.split() for line in listing[1:]]
+    assert row[:5] == [job.identifier[:12], "Talk", "ssh", f"corraltest@127.0.0.1:{ssh_host.port}",
+                       "running"]
+    started = time.monotonic()
+    out = corral("jobs", "log", "-f", job.identifier[:8], "-w", str(ws)).output
+    assert out == "".join(f"line {i}\n" for i in range(8))
+    assert time.monotonic() - started >= 0.8  # followed while the job wrote, then stopped
+    # the pointer still says running: xp wait asks the host, and brings it up to date
+    assert read_job(Workspace(ws), job.type_id, job.identifier).state == "running"
+    waited = corral("xp", "wait", "remote", "--interval", "0.2", "-w", str(ws))
+    assert waited.exit_code == 0 and waited.output.rstrip().endswith("1/1 done (1 done)")
+    assert corral("jobs", "ls", "-w", str(ws)).output.splitlines()[1].split()[4] == "done"
+    assert corral("jobs", "log", job.identifier[:8], "-w", str(ws)).output == out
+    show = corral("jobs", "show", job.identifier[:8], "-w", str(ws)).output
+    assert f"directory: corraltest@127.0.0.1:{ssh_host.port}:{job.directory}" in show
+    assert f"PYTHON={rig.python}" in show
+
+
+def test_kill_and_clean_over_ssh(ssh_host, rig, workdir, tmp_path):
+    ws = tmp_path / "ws"
+    log = f"{workdir}-log.jsonl"
+    launcher = launcher_for(ssh_host, rig, workdir, cpus=2, cancel_grace=2.0)
+    with experiment(ws, "doomed", launcher=launcher, wait=False) as xp:
+        Record(name="forever", sleep=120, log=log).submit()
+        Fail(how="raise", log=log).submit()
+    forever, fail = xp.jobs.values()
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    deadline = time.monotonic() + 60
+    while not c.exists(f"{forever.directory}/.corral/run.lock"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    killed = corral("xp", "kill", "doomed", "-w", str(ws)).output
+    assert f"Record/{forever.identifier[:12]}: killed on corraltest@127.0.0.1" in killed
+    pointer = read_json(ws / forever.relpath / ".corral" / "remote.json")
+    assert pointer["state"] == "failed" and pointer["failure"]["reason"] == "killed"
+    assert corral("xp", "wait", "doomed", "--interval", "0.2", "-w", str(ws)).exit_code == 1
+    cleaned = corral("jobs", "clean", "--yes", "-w", str(ws)).output
+    assert "2 of 2 removed" in cleaned
+    assert not c.exists(str(forever.directory)) and not c.exists(str(fail.directory))
+    assert not (ws / forever.relpath).exists()
