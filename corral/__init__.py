@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from corral.core.hooks import SubmitHook, submit_hook_decorator
     from corral.core.job import Job, Secret
     from corral.core.launcher import Launcher
+    from corral.finder import find_launcher
+    from corral.hosts import launcher
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,8 @@ _LAZY = {
     "SubmitHook": "corral.core.hooks",
     "submit_hook_decorator": "corral.core.hooks",
     "Job": "corral.core.job",
+    "find_launcher": "corral.finder",
+    "launcher": "corral.hosts",
     "Secret": "corral.core.job",
     "Launcher": "corral.core.launcher",
 }
@@ -76,7 +80,9 @@ __all__ = [
     "dependencies",
     "experiment",
     "field",
+    "find_launcher",
     "identifier",
+    "launcher",
     "pathgenerator",
     "submit_hook_decorator",
     "tag",

@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -111,9 +112,21 @@ class Experiment:
             )
         key = launcher + json.dumps(options, sort_keys=True, default=str)
         if key not in self._launchers:
-            cls = self.plugins.launchers.get(launcher)
-            check_options(f"launcher {launcher!r}", cls, options)
-            self._launchers[key] = cls(**options)
+            if launcher in self.plugins.launchers:
+                cls = self.plugins.launchers.get(launcher)
+                check_options(f"launcher {launcher!r}", cls, options)
+                self._launchers[key] = cls(**options)
+            else:  # a host of the hosts file (hosts.toml, corral.toml)
+                from corral.hosts import launcher as host_launcher
+
+                if options:
+                    raise ConfigError(
+                        f"launcher {launcher!r}: options go with a launcher type "
+                        f"({', '.join(self.plugins.launchers.names())}), not with a host name"
+                    )
+                self._launchers[key] = host_launcher(
+                    launcher, workspace=self.workspace.root, plugins=self.plugins
+                )
         return self._launchers[key]
 
     def submit(
@@ -255,6 +268,7 @@ def experiment(
     *,
     plugins: Plugins | None = None,
     dry_run: bool = False,
+    progress: bool | None = None,
 ) -> Iterator[Experiment]:
     """Run an experiment in the workspace ``workdir``; tasks submitted inside run on
     ``launcher`` (default: the local launcher).
@@ -265,6 +279,9 @@ def experiment(
 
     ``dry_run`` (forced by ``CORRAL_DRY_RUN=1``, as ``corral dry-run`` sets it) prints
     what each job would be and does nothing: no job directory, no run record, no job started.
+
+    ``progress`` shows the jobs while the block waits for them (see :mod:`corral.progress`):
+    a live display on a terminal, log lines otherwise; by default only on a terminal.
     """
     if os.environ.get("CORRAL_JOB_DIR"):
         raise ConfigError(
@@ -285,7 +302,13 @@ def experiment(
                 flush=True,
             )
         elif wait:
-            xp.wait()
+            if progress if progress is not None else sys.stdout.isatty():
+                from corral.progress import Progress
+
+                with Progress(lambda: list(xp.jobs.values()), title=name):
+                    xp.wait()
+            else:
+                xp.wait()
         else:
             xp.scheduler.detach()
     finally:
