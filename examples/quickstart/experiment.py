@@ -33,7 +33,7 @@ class Evaluate(Task):
 if __name__ == "__main__":
     workspace = sys.argv[1] if len(sys.argv) > 1 else "workspace"
     evaluations = []
-    with experiment(workspace, "quickstart"):
+    with experiment(workspace, "quickstart") as xp:
         for lr in (0.01, 0.05, 0.2):
             for epochs in (20, 100):
                 model = Train(data=Data(), lr=tag(lr), epochs=tag(epochs))
@@ -41,6 +41,8 @@ if __name__ == "__main__":
                 evaluation = Evaluate(model=model, test=Data(seed=1))
                 evaluation.submit()
                 evaluations.append(evaluation)
+    if xp.dry_run:  # `corral dry-run`: nothing ran, there are no results to show
+        sys.exit(0)
     print(f"{'lr':>6} {'epochs':>6} {'mse':>10}  job directory")
     for e in evaluations:
         tags = e.__tags__
