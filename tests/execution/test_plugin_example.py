@@ -63,6 +63,8 @@ def test_install_use_by_name_run_its_suite_uninstall(venv, tmp_path):
 
     listing = run(venv, "corral", "plugins")
     assert "nice         corral_nice.plugin.NiceLauncher  from nice (corral-plugin-example 0.1.0)" in listing
+    hooks = listing.split("hook implementations:\n", 1)[1]
+    assert "    nice (corral-plugin-example 0.1.0)\n" in hooks  # its hook implementations too
 
     script = tmp_path / "use_by_name.py"
     script.write_text(textwrap.dedent(USE_BY_NAME))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 import pluggy
 import pytest
@@ -211,16 +210,6 @@ def test_cli_lists_hook_implementations_with_their_distribution(tmp_path, monkey
         "  corral_register_launchers:\n"
         f"    corral.launchers.local (corral {__version__})\n"
     ) in listing
-
-
-def test_cli_lists_the_example_plugin_with_its_distribution(monkeypatch, capsys):
-    try:
-        example = version("corral-plugin-example")
-    except PackageNotFoundError:
-        pytest.skip("the example plugin is not installed")
-    listing = plugins_listing(monkeypatch, capsys)
-    hooks = listing.split("hook implementations:\n", 1)[1]
-    assert f"    nice (corral-plugin-example {example})\n" in hooks
 
 
 def test_every_hook_is_documented():
