@@ -308,7 +308,8 @@ def read_log(job: JobInfo, *, stderr: bool = False) -> str:
         connector = connector_for(job)
         if not connector.exists(path):
             raise ConfigError(f"{job.name} has no {Path(path).name} yet ({job.host}:{path})")
-        return connector.read_text(path)
+        # not read_text(): a job may print bytes that are not UTF-8 (cat's are replaced)
+        return connector.run(["cat", "--", str(path)], check=True).stdout
     try:
         return Path(path).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:

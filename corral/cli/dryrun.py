@@ -25,7 +25,10 @@ def dry_run_command(ctx: click.Context, script: Path, args: tuple[str, ...]) -> 
     """Run an experiment script with CORRAL_DRY_RUN=1: every experiment() in it prints each
     job's script, submit command and environment changes, and starts nothing."""
     if not script.is_file():
-        raise ConfigError(f"no script {script}")
+        raise ConfigError(
+            f"dry-run: no script {script}; give an experiment script file "
+            "(corral dry-run SCRIPT.py [ARGS...])"
+        )
     env = {**os.environ, DRY_RUN_ENV: "1"}
     with subprocess.Popen(
         [sys.executable, str(script), *args],

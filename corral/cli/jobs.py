@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -117,9 +118,20 @@ def show_command(workspace: Workspace, job_id: str) -> None:
     if not info.environ:
         click.echo("  (none)")
     if info.secrets is not None:
-        click.echo(f"  secret variables: sourced from {info.secrets} (values not shown)")
+        names = _secret_names(job.script_path.parent / info.secrets)
+        listed = f" {', '.join(names)}" if names else ""
+        click.echo(f"  secret variables{listed}: sourced from {info.secrets} (values not shown)")
     click.echo(f"\njob.sh ({job.script_path}):")
     click.echo(script, nl=False)
+
+
+def _secret_names(path: Path) -> list[str]:
+    """The names (never the values) of a secrets file's variables, when it is readable here."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [line[7:].split("=", 1)[0] for line in lines if line.startswith("export ")]
 
 
 def _params_text(job: JobInfo) -> str:

@@ -32,6 +32,11 @@ def check_env_name(name: str) -> str:
     return name
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Where and why bytes are not UTF-8, for a one-line message."""
+    return f"byte {exc.object[exc.start]:#04x} at offset {exc.start}: {exc.reason}"
+
+
 @dataclass(frozen=True)
 class Result:
     """What a command returned."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from corral.connectors.base import Connector, PathLike, Result
+from corral.connectors.base import Connector, PathLike, Result, not_utf8
 from corral.errors import ConnectorError
 from corral.plugins.markers import hookimpl
 
@@ -64,6 +64,7 @@ class LocalConnector(Connector):
                 input=input,
                 capture_output=True,
                 text=True,
+                errors="replace",  # output that is not UTF-8 (a job's, say) must not raise
                 timeout=timeout,
                 check=False,
             )
@@ -89,7 +90,11 @@ class LocalConnector(Connector):
 
     def read_text(self, path: PathLike) -> str:
         """Read a UTF-8 text file."""
-        return self._wrap(Path(path).read_text, encoding="utf-8")
+        data = self._wrap(Path(path).read_bytes)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConnectorError(f"{path} is not UTF-8 text ({not_utf8(exc)})") from exc
 
     def write_text(self, path: PathLike, text: str, *, mode: int = 0o644) -> None:
         """Write a UTF-8 text file atomically."""
@@ -120,7 +125,8 @@ class LocalConnector(Connector):
         try:
             return fn(*args, **kwargs)
         except OSError as exc:
-            raise ConnectorError(f"{exc.strerror or exc}: {exc.filename}") from exc
+            where = exc.filename if exc.filename is not None else (args[0] if args else "")
+            raise ConnectorError(f"{exc.strerror or exc}: {where}") from exc
 
 
 @hookimpl

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TypeVar
 
-from corral.connectors.base import Connector, PathLike, Result, check_env_name
+from corral.connectors.base import Connector, PathLike, Result, check_env_name, not_utf8
 from corral.connectors.ssh_config import HOST_KEY_POLICIES, resolve
 from corral.errors import ConfigError, ConnectorError
 from corral.plugins.markers import hookimpl
@@ -298,11 +298,18 @@ class SSHConnector(Connector):
     def read_text(self, path: PathLike) -> str:
         """Read a remote UTF-8 text file."""
 
-        def read(s: paramiko.SFTPClient) -> str:
+        def read(s: paramiko.SFTPClient) -> bytes:
             with s.open(str(path), "rb") as f:
-                return f.read().decode("utf-8")
+                data: bytes = f.read()
+                return data
 
-        return self._sftp("cannot read", path, read)
+        data = self._sftp("cannot read", path, read)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConnectorError(
+                f"{path} on {self.destination} is not UTF-8 text ({not_utf8(exc)})"
+            ) from exc
 
     def write_text(self, path: PathLike, text: str, *, mode: int = 0o644) -> None:
         """Write a remote file atomically (temporary file, then ``posix-rename``)."""

@@ -224,8 +224,10 @@ def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
             try:
                 info.default = validate(info.default)
             except Mismatch as exc:
+                inside = f" (at {name}{exc.where}: {given(exc.value)})" if exc.where else ""
                 raise ConfigError(
-                    f"{where}: default {exc.value!r} is not a {describe(inner)}"
+                    f"{where}: default {info.default!r}: expected {describe(inner)}, "
+                    f"got {given(info.default)}{inside}"
                 ) from None
         if kind is Kind.CONSTANT and info.default is _MISSING:
             raise ConfigError(f"{where}: a Constant needs a value")

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.core.config import walk
@@ -33,7 +34,7 @@ from corral.core.pool import LauncherPool
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
-from corral.errors import ConfigError, FailedJob, JobFailedError
+from corral.errors import ConfigError, FailedJob, JobFailedError, PluginError
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
@@ -67,6 +68,10 @@ class Experiment:
                 f"experiment name {name!r}: letters, digits, '_', '.', '-' "
                 "(not starting with '.' or '-')"
             )
+        if not isinstance(workdir, str | os.PathLike):
+            raise ConfigError(
+                f"experiment workdir: expected a path (str or Path), got {type(workdir).__name__}"
+            )
         from corral.plugins.manager import Plugins
 
         self.workspace = Workspace(workdir)
@@ -83,13 +88,19 @@ class Experiment:
         self._record = None
         if dry_run:
             return
+        _check_directory(self.workspace.root)
         runs = self.workspace.experiments / name / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        (self.workspace.jobs).mkdir(parents=True, exist_ok=True)
-        self._record = open(  # noqa: SIM115  (kept open for the run, closed by close())
-            runs / f"{self.run_id}.jsonl", "a", encoding="utf-8", buffering=1
-        )
-        (self.workspace.experiments / name / "latest").write_text(self.run_id + "\n")
+        try:
+            runs.mkdir(parents=True, exist_ok=True)
+            (self.workspace.jobs).mkdir(parents=True, exist_ok=True)
+            self._record = open(  # noqa: SIM115  (kept open for the run, closed by close())
+                runs / f"{self.run_id}.jsonl", "a", encoding="utf-8", buffering=1
+            )
+            (self.workspace.experiments / name / "latest").write_text(self.run_id + "\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"workspace {self.workspace.root} is not writable: {exc.strerror or exc}"
+            ) from exc
 
     def resolve_launcher(
         self, launcher: Launcher | LauncherPool | str | None, **options: Any
@@ -118,8 +129,12 @@ class Experiment:
                 self._launchers[key] = cls(**options)
             else:  # a host of the hosts file (hosts.toml, corral.toml)
                 from corral.hosts import launcher as host_launcher
+                from corral.hosts import load_hosts
 
                 if options:
+                    if launcher not in load_hosts(self.workspace.root):
+                        known = ", ".join(self.plugins.launchers.names())
+                        raise PluginError(f"unknown launcher {launcher!r}; known: {known}")
                     raise ConfigError(
                         f"launcher {launcher!r}: options go with a launcher type "
                         f"({', '.join(self.plugins.launchers.names())}), not with a host name"
@@ -176,6 +191,7 @@ class Experiment:
                 self.plugins.prepare_job(job, chosen)
             if pool is not None:
                 pool.assigned(chosen, job)  # may move it to the member best for its resources
+            job.check_environ()
             job.launcher.check(job)
             self.jobs[key] = job
             if changes is not None:
@@ -236,6 +252,15 @@ def check_options(what: str, factory: Any, options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"{what}: unknown option {unknown[0]!r}; valid: {', '.join(valid)}")
+
+
+def _check_directory(root: Path) -> None:
+    """Refuse a workspace that is, or would be created under, something not a directory."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"workspace {root}: {path} is not a directory")
+            return
 
 
 def _check_importable(task: Task) -> None:

@@ -33,6 +33,15 @@ _CANONICAL_NAN = b"\x7f\xf8\x00\x00\x00\x00\x00\x00"
 _IN_PROGRESS = b""
 
 
+class _Unencodable(ConfigError):
+    """A value the identity cannot encode; :func:`digest` adds the field it is in."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _lp(data: bytes) -> bytes:
     """Length-prefixed bytes: 8-byte big-endian length, then the bytes."""
     return _u64(len(data)) + data
@@ -70,7 +79,7 @@ def _encode_into(value: Any, out: bytearray) -> None:
         out += b"D" + _u64(len(keys))
         for k in keys:
             if not isinstance(k, str):
-                raise ConfigError(f"cannot hash dict key {k!r}: keys must be str")
+                raise _Unencodable(f"cannot hash dict key {_short(k)}: keys must be str")
             out += _lp(k.encode())
             _encode_into(value[k], out)
     else:
@@ -102,7 +111,7 @@ def _encode_other(value: Any, out: bytearray) -> None:
     elif isinstance(value, str):
         _encode_into(str(value), out)
     else:
-        raise ConfigError(f"cannot hash a value of type {type(value).__name__}: {value!r}")
+        raise _Unencodable(f"cannot hash a value of type {type(value).__name__}: {_short(value)}")
 
 
 def encode(value: Any) -> bytes:
@@ -138,7 +147,16 @@ def digest(config: Config) -> bytes:
         items = bytearray()
         count = 0
         for f in info.identity_fields:
-            encoded = encode(d[f.name])
+            try:
+                encoded = encode(d[f.name])
+            except _Unencodable as exc:
+                raise ConfigError(f"{type(config).__qualname__}.{f.name}: {exc}") from None
+            except UnicodeEncodeError as exc:
+                raise ConfigError(
+                    f"{type(config).__qualname__}.{f.name}: {_short(exc.object)} is not valid "
+                    f"Unicode: a lone surrogate at index {exc.start} (from a file name that "
+                    "is not UTF-8?)"
+                ) from None
             if f.kind is Kind.PARAM and f.has_default and encoded == f.default_encoding():
                 continue
             items += _lp(f.name.encode()) + encoded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -11,6 +12,9 @@ from corral.errors import ConfigError
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
     from corral.core.task import Task
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class JobState(enum.Enum):
@@ -69,7 +73,10 @@ class Failure(NamedTuple):
             reason = FailureReason(data.get("reason", "failed"))
         except ValueError:
             reason = FailureReason.FAILED
-        return cls(reason, str(data.get("message", "")), data.get("exit_code"), data.get("signal"))
+        # A message made of bytes that were not UTF-8 holds lone surrogates, which no
+        # terminal or file can take: they become U+FFFD here, for every reader.
+        message = _SURROGATES.sub("\ufffd", str(data.get("message", "")))
+        return cls(reason, message, data.get("exit_code"), data.get("signal"))
 
 
 class Secret:
@@ -118,12 +125,26 @@ class Resources:
         self.mem = mem
         self.time = time
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Checked here, so that a submit hook's mistake is refused on its own line.
+        if name not in self.FIELDS:
+            valid = ", ".join(sorted(self.FIELDS))
+            raise ConfigError(f"unknown resource {name!r}; valid: {valid}")
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if name == "cpus" and not (whole and value >= 1):
+            raise ConfigError(f"resource cpus must be a positive int, got {value!r}")
+        if name == "gpus" and not (whole and value >= 0):
+            raise ConfigError(f"resource gpus must be an int >= 0, got {value!r}")
+        if name in ("mem", "time") and not (value is None or whole or isinstance(value, str)):
+            example = "'4G'" if name == "mem" else "'2:00:00'"
+            raise ConfigError(
+                f"resource {name} must be a str like {example} or None, got {value!r}"
+            )
+        object.__setattr__(self, name, value)
+
     def update(self, **changes: Any) -> None:
         """Set several fields; an unknown name lists the valid ones."""
         for key, value in changes.items():
-            if key not in self.FIELDS:
-                valid = ", ".join(sorted(self.FIELDS))
-                raise ConfigError(f"unknown resource {key!r}; valid: {valid}")
             setattr(self, key, value)
 
     def to_json(self) -> dict[str, Any]:
@@ -167,6 +188,32 @@ class Job:
         self.handle: Any = None
         self.retries = 0  # resubmissions after a time limit or preemption (ResumableTask)
         self.record: Path | None = None  # the local pointer of a job that runs elsewhere
+
+    def check_environ(self) -> None:
+        """Refuse what an environment cannot hold: a bad variable name, a value that is not
+        a str (or :class:`Secret`), a NUL byte."""
+        from corral.connectors.base import check_env_name
+
+        for name, value in self.environ.items():
+            if not isinstance(name, str):
+                raise ConfigError(
+                    f"{self.name}: environment variable name {name!r}: expected a str"
+                )
+            try:
+                check_env_name(name)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.name}: {exc}") from None
+            text = value.reveal() if isinstance(value, Secret) else value
+            if not isinstance(text, str):
+                raise ConfigError(
+                    f"{self.name}: environment variable {name}: expected a str or a Secret, "
+                    f"got {type(value).__name__}"
+                )
+            if "\0" in text:
+                raise ConfigError(
+                    f"{self.name}: environment variable {name}: the value holds a NUL byte, "
+                    "which an environment cannot"
+                )
 
     @property
     def name(self) -> str:

@@ -58,7 +58,9 @@ def describe(tp: Any) -> str:
 
 
 def given(value: Any) -> str:
-    """The type name of a given value, for error messages."""
+    """The type name of a given value, for error messages (a tuple's with its length)."""
+    if isinstance(value, tuple):
+        return f"tuple of length {len(value)}"
     return type(value).__name__
 
 

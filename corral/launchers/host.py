@@ -18,18 +18,30 @@ from typing import Any
 
 from corral.connectors.base import Connector
 from corral.connectors.ssh import SSHConnector
-from corral.errors import ConfigError, ConnectorError, SubmissionError
+from corral.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectorError,
+    HostKeyError,
+    SubmissionError,
+)
 
 CALL_ATTEMPTS = 3
 """Tries of an agent command whose connection failed (the connector reconnects between)."""
 
 
 def check_workdir(owner: str, workdir: str) -> str:
-    """A remote workdir must be absolute or start with ``~/``."""
+    """A remote workdir must be absolute or start with ``~/``, and hold no ``..``.
+
+    Remote paths are never resolved, so a ``..`` would give one directory two names: two
+    sets of job pointers, two locations for the same dependencies.
+    """
     if not isinstance(workdir, str) or not (workdir.startswith(("/", "~/")) or workdir == "~"):
         raise ConfigError(
             f"{owner}: workdir must be an absolute remote path or start with '~/', got {workdir!r}"
         )
+    if ".." in PurePosixPath(workdir).parts:
+        raise ConfigError(f"{owner}: workdir {workdir!r} must not contain a '..' component")
     return workdir
 
 
@@ -83,11 +95,13 @@ class Host:
             try:
                 result = self.connector.run(self.agent_argv(command), input=payload)
                 break
-            except ConnectorError as exc:
+            except (AuthenticationError, HostKeyError):
+                raise  # not a passing fault: trying again changes nothing
+            except ConnectorError:
                 # Every agent command is idempotent (a job is started under its lock, only if
                 # not started yet), so a command whose reply was lost is simply sent again.
                 if attempt == CALL_ATTEMPTS:
-                    raise SubmissionError(f"corral agent on {self}: {exc}") from exc
+                    raise
                 time.sleep(attempt)
         if not result.ok:
             tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]

@@ -215,9 +215,13 @@ def test_launcher_by_registered_name_and_bad_names(workspace, log):
     with experiment(workspace, "named", launcher="local") as xp:
         assert isinstance(xp.default_launcher, LocalLauncher)
         Record(name="n", log=log).submit(launcher="local", cpus=1)
-    with pytest.raises(PluginError, match="unknown launcher 'nope'; known: local"):
+    with pytest.raises(ConfigError, match="unknown host 'nope'; declared hosts: .*; "
+                                          "launcher types: local"):
         with experiment(workspace, "named", launcher="nope"):
             pass
+    with pytest.raises(PluginError, match="unknown launcher 'lcoal'; known: local"):
+        with experiment(workspace, "named"):
+            Record(name="n", log=log).submit(launcher="lcoal", cpus=1)
     with pytest.raises(ConfigError, match="experiment name 'a/b'"):
         with experiment(workspace, "a/b"):
             pass

@@ -64,3 +64,22 @@ def test_secret_takes_a_str_only():
     with pytest.raises(ConfigError, match="Secret takes a str, got int"):
         Secret(42)  # type: ignore[arg-type]
     assert Secret("a") == Secret("a") and Secret("a").reveal() == "a"
+
+
+def test_a_secret_is_masked_in_dry_run_and_jobs_show(tmp_path, capsys):
+    from click.testing import CliRunner
+
+    import corral.cli.jobs  # noqa: F401  (registers the command)
+    from corral.cli import cli
+
+    with experiment(tmp_path / "dry", "secret", launcher=LocalLauncher(cpus=1), dry_run=True):
+        UsesToken(out=str(tmp_path / "never.json")).submit()
+    printed = capsys.readouterr().out
+    assert "TOKEN" in printed and "s3cr3t" not in printed
+    task = UsesToken(out=str(tmp_path / "seen.json"))
+    with experiment(tmp_path / "ws", "secret", launcher=LocalLauncher(cpus=1)):
+        task.submit()
+    shown = CliRunner().invoke(cli, ["jobs", "show", "-w", str(tmp_path / "ws"),
+                                     task.__taskdir__.name[:12]])
+    assert shown.exit_code == 0, shown.output
+    assert "TOKEN" in shown.output and "s3cr3t" not in shown.output

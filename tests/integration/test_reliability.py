@@ -39,6 +39,9 @@ if args["launcher"] == "local":
 elif args["launcher"] == "ssh":
     launcher = SSHLauncher(SSHConnector(args["alias"], config_file=args["config"]),
                            workdir=args["workdir"], python=args["python"], cpus=4)
+elif args["launcher"] == "slurm-ssh":
+    launcher = SlurmLauncher(SSHConnector(args["alias"], config_file=args["config"]),
+                             workdir=args["workdir"], python=args["python"], time="5")
 else:
     launcher = SlurmLauncher(time="5")
 with experiment(args["ws"], "reliability", launcher=launcher):
@@ -61,7 +64,7 @@ class Where:
         self.kind = kind
         self.args: dict[str, object] = {"launcher": kind, "ws": str(tmp_path / "ws")}
         self.connector: SSHConnector | None = None
-        if kind == "ssh":
+        if kind in ("ssh", "slurm-ssh"):
             rig, host = request.getfixturevalue("rig"), request.getfixturevalue("ssh_host")
             workdir = f"{REMOTE_HOME}/rel-{uuid.uuid4().hex[:10]}"
             self.connector = SSHConnector(host.alias, config_file=host.ssh_config)
@@ -73,7 +76,9 @@ class Where:
             if kind == "slurm":
                 request.getfixturevalue("slurm_cluster")
             self.args["log"] = str(tmp_path / "log")
-        self.jobs = (f"{self.args['workdir']}/jobs" if kind == "ssh"
+        if kind == "slurm-ssh":
+            request.getfixturevalue("slurm_cluster")
+        self.jobs = (f"{self.args['workdir']}/jobs" if self.connector is not None
                      else str(tmp_path / "ws" / "jobs"))
 
     def client(self, tmp_path: Path, **args: object) -> subprocess.Popen[str]:
@@ -137,3 +142,19 @@ def test_concurrent_clients_submitting_the_same_100_tasks_run_each_once(
         finish(proc)  # every client saw every job done
     assert sorted(where.executions()) == sorted(f"t{i}" for i in range(100))
     assert where.count(".corral/done") == 100
+
+
+@pytest.mark.parametrize("kind", ["ssh", "slurm-ssh"])
+def test_sshd_restarted_while_jobs_run_the_run_completes(kind, tmp_path, request):
+    where = Where(kind, tmp_path, request)
+    client = where.client(tmp_path, n=8, sleep=3.0)
+    deadline = time.monotonic() + 120
+    while where.count(".corral/run.lock") == 0:  # jobs are running over there
+        assert client.poll() is None, client.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "no job started in 120 s"
+        time.sleep(0.2)
+    subprocess.run(["bash", str(REPO / "tests/rig/rig.sh"), "restart", "sshd"], check=True,
+                   capture_output=True)
+    finish(client)  # reconnected, kept polling, saw every job done
+    assert sorted(where.executions()) == sorted(f"t{i}" for i in range(8))
+    assert where.count(".corral/done") == 8

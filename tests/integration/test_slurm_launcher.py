@@ -459,3 +459,22 @@ class Hog(Task):
         block = bytearray(self.megabytes * 1024 * 1024)
         for i in range(0, len(block), 4096):
             block[i] = 1
+
+
+def test_cancel_through_corral_and_an_external_scancel_end_as_cancelled(slurm_cluster, tmp_path):
+    from corral.core.job import FailureReason, JobState
+    from corral.core.workspace import Workspace
+    from corral.testing.plugin import make_job, run_until_final, wait_until_running
+    from corral.testing.tasks import Sleep
+
+    launcher, workspace = SlurmLauncher(time="5"), Workspace(tmp_path)
+    ours = make_job(Sleep(seconds=120, token="ours"), launcher, workspace)
+    theirs = make_job(Sleep(seconds=120, token="theirs"), launcher, workspace)
+    launcher.start([ours, theirs], workspace)
+    for job in (ours, theirs):
+        wait_until_running(launcher, job)
+    launcher.cancel([ours])
+    slurm_cluster.command("scancel", theirs.handle["id"])  # the user, by hand
+    for job in (ours, theirs):
+        state, failure = run_until_final(launcher, job, timeout=60)
+        assert state is JobState.FAILED and failure.reason is FailureReason.CANCELLED

@@ -228,7 +228,7 @@ def test_unsupported_type_fails_at_class_definition():
 
 
 def test_wrong_default_type_fails_at_class_definition():
-    with pytest.raises(ConfigError, match="Bad.x: default 'a' is not a int"):
+    with pytest.raises(ConfigError, match="Bad.x: default 'a': expected int, got str"):
 
         class Bad(Config):
             x: Param[int] = "a"
