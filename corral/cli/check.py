@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import click
 
 from corral.cli import cli
+from corral.cli.options import workspace_path_option
 from corral.errors import CorralError, HostKeyError, SubmissionError
 
 if TYPE_CHECKING:
@@ -324,13 +325,9 @@ class Doctor:
 
 @cli.command("check")
 @click.argument("host")
-@click.option(
-    "--workspace",
-    "-w",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Its corral.toml is read, and it is the workdir of local launchers "
-    "(default: $CORRAL_WORKSPACE, else ./workspace).",
+@workspace_path_option(
+    "Its corral.toml is read, and it is the workdir of local launchers "
+    "(default: $CORRAL_WORKSPACE, else ./workspace)."
 )
 @click.option(
     "--min-free",

@@ -8,20 +8,17 @@ from pathlib import Path
 import click
 
 from corral.cli import cli
+from corral.cli.options import workspace_path_option
 
 
 @cli.command("find")
 @click.argument("query")
-@click.option(
-    "--workspace",
-    "-w",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Also read this workspace's corral.toml (default: $CORRAL_WORKSPACE, if set).",
+@workspace_path_option(
+    "Also read this workspace's corral.toml (default: $CORRAL_WORKSPACE, if set)."
 )
 @click.pass_context
 def find_command(ctx: click.Context, query: str, workspace: Path | None) -> None:
-    """Show the hosts matching QUERY, e.g. 'gpus>=1 & gpu_mem>=24G & time>=2h'.
+    """Show the hosts fitting a job described by QUERY, e.g. 'gpus=1 & gpu_mem>=24G & time<=2h'.
 
     Terms KEY OP VALUE joined by '&'; keys cpus, gpus, mem, gpu_mem, time; operators
     =, >=, <=, >, <. The first matching host is the one find_launcher() picks. Exits with

@@ -37,6 +37,17 @@ def workspace_option(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def workspace_path_option(help: str) -> Callable[[F], F]:
+    """``--workspace/-w DIR`` given as a path that need not exist (``workspace`` argument)."""
+    return click.option(
+        "--workspace",
+        "-w",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=help,
+    )
+
+
 def open_workspace(path: str | os.PathLike[str] | None) -> Workspace:
     """The workspace at ``path``, else ``$CORRAL_WORKSPACE``, else ``./workspace``; a
     ConfigError if there is none."""
