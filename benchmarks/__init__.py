@@ -1,1 +1,2 @@
-"""Side-by-side benchmarks of corral (run one with ``python -m benchmarks.<name>``)."""
+"""Side-by-side benchmarks of corral: all of them with ``python -m benchmarks --quick``, one
+with ``python -m benchmarks.<name>``."""

@@ -2,6 +2,7 @@
 
 Both sides run with the same parallelism (the launcher's CPU slots). Prints the median
 per-task wall time of each and their ratio (target: corral <= 1.5x a bare spawn).
+``xpm_run`` runs the same tasks on experimaestro's local launcher, in a process of its own.
 
     python -m benchmarks.local_tasks [--tasks 1000] [--slots 2] [--repeat 3]
 """
@@ -38,6 +39,14 @@ def bare_run(tasks: int, slots: int) -> float:
     with ThreadPoolExecutor(slots) as pool:
         list(pool.map(spawn, range(tasks)))
     return time.perf_counter() - start
+
+
+def xpm_run(tasks: int) -> float:
+    """experimaestro's wall time for ``tasks`` no-op tasks (its experiment block only)."""
+    from benchmarks.common import run_child
+
+    with tempfile.TemporaryDirectory(prefix="corral-p2-xpm-") as ws:
+        return float(run_child(["benchmarks.xpm_runs", "local", str(tasks), ws])["wall"])
 
 
 def main() -> None:

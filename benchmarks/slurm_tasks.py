@@ -283,21 +283,38 @@ def main() -> None:
     unknown = set(tools) - set(TOOLS)
     if unknown:
         parser.error(f"unknown tool {sorted(unknown)[0]!r}; valid: {', '.join(TOOLS)}")
+    runs = run_tools(args.tasks, tools, repeat=args.repeat, xpm_interval=args.xpm_interval)
+    if runs:
+        show(runs, args.tasks, args.repeat)
+
+
+def unavailable() -> str | None:
+    """Why P3 cannot run here (not root, no rig), or None."""
     if os.geteuid() != 0:
-        raise SystemExit("needs root: sdiag --reset is refused to other users")
+        return "needs root: sdiag --reset is refused to other users"
+    if not (REPO / ".rig" / "rig.env").is_file():
+        return "the test rig is not up: sudo bash tests/rig/rig.sh up"
+    return None
+
+
+def run_tools(
+    tasks: int, tools: list[str], *, repeat: int = 1, xpm_interval: float | None = None
+) -> dict[str, Run]:
+    """The median run of each tool, in the order of TOOLS; a peer not installed is skipped."""
+    reason = unavailable()
+    if reason is not None:
+        raise SystemExit(reason)
     environ = rig_environ()
+    args = argparse.Namespace(xpm_interval=xpm_interval)
     runs: dict[str, Run] = {}
     for tool in tools:
         if tool != "corral" and importlib.util.find_spec(tool) is None:
             print(f"skipping {tool}: not installed for {sys.executable} "
                   f"(pip install -e .[bench])")
             continue
-        print(f"running {tool}: {args.tasks} tasks x {args.repeat} ...", flush=True)
-        runs[tool] = median_run([measure(tool, args.tasks, args, environ)
-                                 for _ in range(args.repeat)])
-    if runs:
-        show({t: runs[t] for t in TOOLS if t in runs}, args.tasks, args.repeat)
-
+        print(f"running {tool}: {tasks} tasks x {repeat} ...", flush=True)
+        runs[tool] = median_run([measure(tool, tasks, args, environ) for _ in range(repeat)])
+    return {t: runs[t] for t in TOOLS if t in runs}
 
 if __name__ == "__main__":
     main()

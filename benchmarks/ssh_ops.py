@@ -42,12 +42,8 @@ def per_op(n: int, op: Callable[[], None]) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=500)
-    parser.add_argument("--fabric-ops", type=int, default=200)
-    parser.add_argument("--connect-ops", type=int, default=50)
-    args = parser.parse_args()
+def measure(ops: int = 500, fabric_ops: int = 200, connect_ops: int = 50) -> dict[str, float]:
+    """Median seconds per operation of each way (fabric's skipped when it is missing)."""
     facts = rig_facts()
     alias, config = facts["CORRAL_RIG_SSH_ALIAS"], facts["CORRAL_RIG_SSH_CONFIG"]
 
@@ -56,10 +52,14 @@ def main() -> None:
     corral = SSHConnector(alias, config_file=config)
     start = time.perf_counter()
     corral.run(["true"], check=True)
-    first = time.perf_counter() - start
-    ours = per_op(args.ops, lambda: corral.run(["true"], check=True) and None)
-
-    import fabric
+    result = {"first": time.perf_counter() - start}
+    result["corral"] = per_op(ops, lambda: corral.run(["true"], check=True) and None)
+    result["connections"] = float(corral.connections)
+    corral.close()
+    try:
+        import fabric
+    except ImportError:
+        return result
 
     fab_config = fabric.Config(runtime_ssh_path=config)
 
@@ -69,22 +69,37 @@ def main() -> None:
 
     reused_conn = fabric.Connection(alias, config=fab_config)
     reused_conn.run("true", hide=True)
-    reused = per_op(args.fabric_ops, lambda: reused_conn.run("true", hide=True) and None)
+    result["fabric_reused"] = per_op(
+        fabric_ops, lambda: reused_conn.run("true", hide=True) and None
+    )
     reused_conn.close()
-    per_command = per_op(args.connect_ops, fresh)
+    result["fabric_fresh"] = per_op(connect_ops, fresh)
+    return result
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--ops", type=int, default=500)
+    parser.add_argument("--fabric-ops", type=int, default=200)
+    parser.add_argument("--connect-ops", type=int, default=50)
+    args = parser.parse_args()
+    r = measure(args.ops, args.fabric_ops, args.connect_ops)
+    ours = r["corral"]
     print("P4 small SSH commands (rig sshd on loopback), median per operation:")
     print(
         f"  corral, one shared connection  {ours * 1000:7.2f} ms  ({args.ops} ops; "
-        f"first op incl. connect {first * 1000:.0f} ms; connections: {corral.connections})"
+        f"first op incl. connect {r['first'] * 1000:.0f} ms; connections: {r['connections']:.0f})"
+    )
+    if "fabric_reused" not in r:
+        print("  fabric: not installed (pip install -e .[bench])")
+        return
+    print(
+        f"  fabric, one reused Connection  {r['fabric_reused'] * 1000:7.2f} ms  "
+        f"({args.fabric_ops} ops)  {r['fabric_reused'] / ours:5.1f}x corral"
     )
     print(
-        f"  fabric, one reused Connection  {reused * 1000:7.2f} ms  ({args.fabric_ops} ops)  "
-        f"{reused / ours:5.1f}x corral"
-    )
-    print(
-        f"  fabric, Connection per command {per_command * 1000:7.2f} ms  ({args.connect_ops} ops)  "
-        f"{per_command / ours:5.1f}x corral"
+        f"  fabric, Connection per command {r['fabric_fresh'] * 1000:7.2f} ms  "
+        f"({args.connect_ops} ops)  {r['fabric_fresh'] / ours:5.1f}x corral"
     )
     print("  target: <= 5 ms/op, one handshake per host per run")
 

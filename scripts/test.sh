@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one test entry point: install, start the test rig, lint, type-check, run the suite,
-# stop the rig.
+# The one test entry point: install, start the test rig, lint, type-check, build the docs,
+# run the suite, stop the rig.
 # Usage: bash scripts/test.sh [pytest args...]
 #
 # As root, the test rig (tests/rig/rig.sh: SLURM + sshd on loopback) comes up first and goes
@@ -49,6 +49,8 @@ lint=()
 for dir in corral tests benchmarks examples; do [[ -e $dir ]] && lint+=("$dir"); done
 python3 -m ruff check "${lint[@]}"
 python3 -m mypy
+site=$(mktemp -d)  # the docs site, built strictly, outside the repository
+NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site"; rm -rf "$site"
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 status=0
