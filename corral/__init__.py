@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from corral.core.hooks import SubmitHook, submit_hook_decorator
     from corral.core.job import Job, Secret
     from corral.core.launcher import Launcher
+    from corral.explain import explain
     from corral.finder import find_launcher
     from corral.hosts import launcher
 
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "cache": "corral.core.cache",
     "experiment": "corral.core.experiment",
+    "explain": "corral.explain",
     "SubmitHook": "corral.core.hooks",
     "submit_hook_decorator": "corral.core.hooks",
     "Job": "corral.core.job",
@@ -79,6 +81,7 @@ __all__ = [
     "cache",
     "dependencies",
     "experiment",
+    "explain",
     "field",
     "find_launcher",
     "identifier",

@@ -6,8 +6,8 @@ to job directories on its own host, exactly as the local launcher does on the cl
 
 - ``version``: corral and Python versions, and ``$HOME``;
 - ``recover``: for each directory, done / still running (pid + start time) / to start;
-- ``start``: write each job's files and start it detached (new session) unless it is done
-  or running already, under its job lock;
+- ``start``: write the code snapshots the jobs need (if missing) and each job's files, and
+  start it detached (new session) unless it is done or running already, under its job lock;
 - ``poll``: the status of started jobs (markers and liveness together);
 - ``cancel``: SIGTERM to each job's process group, SIGKILL to what is left after a grace;
 - ``fail``: write the ``failed`` marker of jobs that could not run (a dependency failed);
@@ -104,12 +104,20 @@ def recover(request: dict[str, Any]) -> Any:
 
 
 def start(request: dict[str, Any]) -> Any:
-    """``{"launcher", "jobs": [{"dir", "files"}], "sbatch"?}`` → per job ``{"status", "handle"}``.
+    """``{"launcher", "jobs": [{"dir", "files"}], "snapshots"?, "sbatch"?}`` → per job
+    ``{"status", "handle"}``.
 
-    With ``"sbatch": {wrapper path, options, name, comment, output, dependency}``, the jobs
-    started go out as one SLURM array; otherwise each starts as a detached process.
+    ``"snapshots": [{"hash", "dir", "archive" or "source"}]`` are the code snapshots the
+    jobs import from, written first where missing. With ``"sbatch": {wrapper path, options,
+    name, comment, output, dependency}``, the jobs started go out as one SLURM array;
+    otherwise each starts as a detached process.
     """
     entries = [(Path(j["dir"]), j["files"]) for j in request["jobs"]]
+    if request.get("snapshots"):
+        from corral.core import snapshot
+
+        for entry in request["snapshots"]:
+            snapshot.install(entry)
     if "sbatch" in request:
         from corral.launchers import slurm_host
 

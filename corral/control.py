@@ -370,17 +370,19 @@ def _follow_remote(job: JobInfo, stderr: bool) -> Iterator[str]:
 # --- removing --------------------------------------------------------------------------
 
 
-def remove(jobs: Sequence[JobInfo]) -> dict[str, str]:
-    """Remove the directories of ``jobs`` (failed or lost), each only if still so; for a
-    remote job, its directory on its host and then the local pointer. ``{identifier: what
-    happened}``."""
+def remove(
+    jobs: Sequence[JobInfo], *, markers: frozenset[str] = frozenset({"failed"})
+) -> dict[str, str]:
+    """Remove the directories of ``jobs``, each only if its state did not change; for a
+    remote job, its directory on its host (only if its final marker there is one of
+    ``markers``) and then the local pointer. ``{identifier: what happened}``."""
     outcome: dict[str, str] = {}
     remote = [j for j in jobs if j.remote]
     for job in jobs:
         if not job.remote:
             outcome[job.identifier] = _remove_local(job)
     for group in _by_host(remote).values():
-        outcome.update(_remove_remote(group))
+        outcome.update(_remove_remote(group, markers))
     return outcome
 
 
@@ -403,15 +405,15 @@ def _remove_local(job: JobInfo) -> str:
     return "removed"
 
 
-def _remove_remote(group: list[JobInfo]) -> dict[str, str]:
+def _remove_remote(group: list[JobInfo], markers: frozenset[str]) -> dict[str, str]:
     connector = connector_for(group[0])
     host = host_for(group[0], connector)
-    markers = host.call("inspect", {"dirs": [j.directory for j in group]})
+    found = host.call("inspect", {"dirs": [j.directory for j in group]})
     outcome: dict[str, str] = {}
     doomed: list[JobInfo] = []
-    for job, marker in zip(group, markers, strict=True):
+    for job, marker in zip(group, found, strict=True):
         status = _status(marker)
-        if status is not None and status[0] == JobState.FAILED.value:
+        if status is not None and status[0] in markers:
             doomed.append(job)
         else:
             outcome[job.identifier] = f"kept: now {status[0] if status else 'not final'}"

@@ -120,6 +120,11 @@ class JobInfo:
         base = self.local_dir / STATE_DIR if self.remote else self.local_dir
         return base / "params.json"
 
+    @property
+    def provenance_path(self) -> Path:
+        """The job's ``provenance.json`` (its local copy for a remote job)."""
+        return self.local_dir / STATE_DIR / "provenance.json"
+
     def log_path(self, stderr: bool = False) -> str:
         """The path of the job's stdout (or stderr), on its host."""
         return f"{self.directory}/{'stderr' if stderr else 'stdout'}"

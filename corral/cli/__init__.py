@@ -88,6 +88,8 @@ def main() -> None:
 from corral.cli import check as _check  # noqa: E402, F401
 from corral.cli import dryrun as _dryrun  # noqa: E402, F401
 from corral.cli import find as _find  # noqa: E402, F401
+from corral.cli import gc as _gc  # noqa: E402, F401
 from corral.cli import jobs as _jobs  # noqa: E402, F401
 from corral.cli import plugins as _plugins  # noqa: E402, F401
+from corral.cli import why as _why  # noqa: E402, F401
 from corral.cli import xp as _xp  # noqa: E402, F401

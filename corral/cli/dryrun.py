@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -24,12 +25,18 @@ from corral.errors import ConfigError
 def dry_run_command(ctx: click.Context, script: Path, args: tuple[str, ...]) -> None:
     """Run an experiment script with CORRAL_DRY_RUN=1: every experiment() in it prints each
     job's script, submit command and environment changes, and starts nothing."""
+    ctx.exit(run_dry(script, args, "dry-run"))
+
+
+def run_dry(script: Path, args: Sequence[str], command: str, **environ: str) -> int:
+    """Run ``script`` with ``CORRAL_DRY_RUN=1`` (and ``environ``), its output through click;
+    its exit status."""
     if not script.is_file():
         raise ConfigError(
-            f"dry-run: no script {script}; give an experiment script file "
-            "(corral dry-run SCRIPT.py [ARGS...])"
+            f"{command}: no script {script}; give an experiment script file "
+            f"(corral {command} SCRIPT.py [ARGS...])"
         )
-    env = {**os.environ, DRY_RUN_ENV: "1"}
+    env = {**os.environ, DRY_RUN_ENV: "1", **environ}
     with subprocess.Popen(
         [sys.executable, str(script), *args],
         env=env,
@@ -40,4 +47,4 @@ def dry_run_command(ctx: click.Context, script: Path, args: tuple[str, ...]) -> 
         assert proc.stdout is not None
         for line in proc.stdout:  # through click: the output goes where the command's does
             click.echo(line, nl=False)
-    ctx.exit(proc.returncode)
+    return proc.returncode

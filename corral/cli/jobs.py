@@ -1,4 +1,4 @@
-"""``corral jobs``: list, inspect, follow, kill and clean the jobs of a workspace.
+"""``corral jobs``: list, inspect, follow, kill, remove and clean the jobs of a workspace.
 
 A job is named by a prefix of its identity (``corral jobs show 3fa2``), unique in the
 workspace, optionally after its task (``Learn/3fa2``).
@@ -16,7 +16,7 @@ import click
 
 from corral.cli import cli
 from corral.cli.options import print_table, workspace_option
-from corral.core.workspace import Workspace
+from corral.core.workspace import Workspace, read_json
 from corral.inventory import (
     STATES,
     JobInfo,
@@ -106,6 +106,8 @@ def show_command(workspace: Workspace, job_id: str) -> None:
         click.echo(f"{key + ':':<11}{value}")
     click.echo("\nparams:")
     click.echo(_params_text(job))
+    click.echo("\nprovenance:")
+    click.echo(_provenance_text(job))
     try:
         script = job.script_path.read_text(encoding="utf-8")
     except OSError:
@@ -132,6 +134,34 @@ def _secret_names(path: Path) -> list[str]:
     except OSError:
         return []
     return [line[7:].split("=", 1)[0] for line in lines if line.startswith("export ")]
+
+
+def _provenance_text(job: JobInfo) -> str:
+    data = read_json(job.provenance_path)
+    if not isinstance(data, dict):
+        return f"  (none recorded at {job.provenance_path})"
+    lines = []
+    submitted = data.get("submitted")
+    if isinstance(submitted, int | float):
+        stamp = datetime.fromtimestamp(submitted).isoformat(sep=" ", timespec="seconds")
+        lines.append(f"submitted  {stamp} from {data.get('client', '?')} "
+                     f"(experiment {data.get('experiment', '?')}, run {data.get('run', '?')})")
+    lines.append(f"corral     {data.get('corral', '?')}, python {data.get('python', '?')}")
+    lines.append(f"launcher   {data.get('launcher', '?')} at {data.get('location', '?')}")
+    resources = data.get("resources")
+    if isinstance(resources, dict):
+        shown = " ".join(f"{k}={v}" for k, v in resources.items() if v is not None)
+        lines.append(f"resources  {shown}")
+    snap = data.get("snapshot")
+    lines.append(f"snapshot   {f'code/{snap}' if snap else 'none: the job runs the live code'}")
+    for root in data.get("roots") or []:
+        if not isinstance(root, dict):
+            continue
+        commit = root.get("commit")
+        state = (f"git {commit[:12]}" + (" (dirty)" if root.get("dirty") else "")
+                 if isinstance(commit, str) else "not in git")
+        lines.append(f"project    {root.get('path')}: {state}")
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def _params_text(job: JobInfo) -> str:
@@ -189,6 +219,19 @@ def kill_command(workspace: Workspace, job_ids: tuple[str, ...], grace: float) -
     jobs = {j.identifier: j for j in (find_job(workspace, ref) for ref in job_ids)}
     outcome = control.kill(workspace, list(jobs.values()), grace=grace)
     for ident, what in outcome.items():
+        click.echo(f"{jobs[ident].name}: {what}")
+
+
+@jobs_group.command("rm")
+@click.argument("job_ids", nargs=-1, required=True)
+@workspace_option
+def rm_command(workspace: Workspace, job_ids: tuple[str, ...]) -> None:
+    """Remove jobs that are over (done, failed, lost), remote ones on their hosts too;
+    refused while one runs or a pending job depends on it."""
+    from corral.cleanup import remove_jobs
+
+    jobs = {j.identifier: j for j in (find_job(workspace, ref) for ref in job_ids)}
+    for ident, what in remove_jobs(workspace, list(jobs.values())).items():
         click.echo(f"{jobs[ident].name}: {what}")
 
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from corral.core.workspace import Workspace
 
 DRY_RUN_ENV = "CORRAL_DRY_RUN"
+EXPLAIN_ENV = "CORRAL_EXPLAIN"
+"""Set with ``CORRAL_DRY_RUN`` by ``corral why SCRIPT``: a dry run explains each job that
+would run (:mod:`corral.explain`) rather than showing it."""
 SCRIPT_START = "--- job.sh ---"
 SCRIPT_END = "--- end of job.sh ---"
 
@@ -31,6 +34,11 @@ SCRIPT_END = "--- end of job.sh ---"
 def dry_run_from_env() -> bool:
     """Whether ``CORRAL_DRY_RUN`` asks for a dry run."""
     return os.environ.get(DRY_RUN_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def explain_from_env() -> bool:
+    """Whether ``CORRAL_EXPLAIN`` asks a dry run to explain its jobs."""
+    return os.environ.get(EXPLAIN_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
 @dataclass(frozen=True)

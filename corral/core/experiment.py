@@ -9,6 +9,9 @@
 With ``dry_run=True`` (or ``CORRAL_DRY_RUN=1``) nothing is written, started or recorded:
 each job's script, submit command and environment changes are printed instead
 (:mod:`corral.core.dryrun`).
+
+Each submission records the project's code in a snapshot (:mod:`corral.core.snapshot`) and
+the job's provenance (:mod:`corral.core.provenance`), once per set of import roots.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.core import provenance
 from corral.core.config import walk
-from corral.core.dryrun import Changes, PlannedJob, dry_run_from_env, plan
+from corral.core.dryrun import Changes, PlannedJob, dry_run_from_env, explain_from_env, plan
 from corral.core.hooks import collect_hooks
 from corral.core.identity import identifier, type_id
 from corral.core.job import Job, JobState
 from corral.core.pool import LauncherPool
+from corral.core.provenance import Recorder, check_option
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
@@ -62,6 +67,7 @@ class Experiment:
         *,
         plugins: Plugins | None = None,
         dry_run: bool = False,
+        snapshot: bool | list[str | os.PathLike[str]] = True,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(
@@ -75,6 +81,8 @@ class Experiment:
         from corral.plugins.manager import Plugins
 
         self.workspace = Workspace(workdir)
+        self.recorder = Recorder(self.workspace, check_option(snapshot))
+        """The code snapshots and git states of the submissions, each taken once."""
         self.name = name
         self.dry_run = dry_run
         self.planned: list[PlannedJob] = []
@@ -182,6 +190,8 @@ class Experiment:
             else:
                 directory = chosen.job_directory(self.workspace, tid, ident)
             job = Job(task, ident, tid, directory, chosen, deps)
+            if not self.dry_run:
+                self._record_code(job)
             job.resources = chosen.default_resources()
             changes = Changes() if self.dry_run else None
             for hook in collect_hooks(walk(task)):
@@ -202,6 +212,13 @@ class Experiment:
         task.__dict__["__taskdir__"] = job.directory
         return task.task_outputs(Dep(task))
 
+    def _record_code(self, job: Job) -> None:
+        job.snapshot, roots = self.recorder.record(job.task)
+        job.provenance = provenance.base(
+            experiment=self.name, run=self.run_id, roots=roots, snap=job.snapshot,
+            submitted=time.time(),
+        )
+
     def _write_record(self, job: Job) -> None:
         assert self._record is not None
         entry = {"type_id": job.type_id, "identifier": job.identifier}
@@ -211,7 +228,12 @@ class Experiment:
     def _plan(self, job: Job, changes: Changes) -> None:
         planned = plan(job, self.workspace, changes)
         self.planned.append(planned)
-        print(planned.render(len(self.planned)) + "\n", flush=True)
+        if not explain_from_env():
+            print(planned.render(len(self.planned)) + "\n", flush=True)
+        elif planned.state != "done":  # `corral why SCRIPT`: why each job would run
+            from corral.explain import explain
+
+            print(explain(job.task, self.workspace).render() + "\n", flush=True)
 
     def wait(self) -> None:
         """Wait for every job submitted so far; raise JobFailedError if any failed."""
@@ -226,8 +248,9 @@ class Experiment:
         self.plugins.job_finished(job, job.state)
 
     def close(self) -> None:
-        """Stop scheduling and close the record."""
+        """Stop scheduling, close the record, release the snapshots."""
         self.scheduler.stop()
+        self.recorder.close()
         if self._record is not None:
             self._record.close()
 
@@ -294,6 +317,7 @@ def experiment(
     plugins: Plugins | None = None,
     dry_run: bool = False,
     progress: bool | None = None,
+    snapshot: bool | list[str | os.PathLike[str]] = True,
 ) -> Iterator[Experiment]:
     """Run an experiment in the workspace ``workdir``; tasks submitted inside run on
     ``launcher`` (default: the local launcher).
@@ -307,6 +331,11 @@ def experiment(
 
     ``progress`` shows the jobs while the block waits for them (see :mod:`corral.progress`):
     a live display on a terminal, log lines otherwise; by default only on a terminal.
+
+    ``snapshot`` (on by default) copies the project's code at submission into the
+    workspace's ``code/`` store, and jobs import from that copy, so that editing the project
+    afterwards changes nothing for jobs already submitted. ``False`` runs the live code; a
+    list of paths (directories on ``sys.path``, or files) copies those instead.
     """
     if os.environ.get("CORRAL_JOB_DIR"):
         raise ConfigError(
@@ -314,7 +343,7 @@ def experiment(
             "with `if __name__ == '__main__':`"
         )
     dry = dry_run or dry_run_from_env()
-    xp = Experiment(workdir, name, launcher, plugins=plugins, dry_run=dry)
+    xp = Experiment(workdir, name, launcher, plugins=plugins, dry_run=dry, snapshot=snapshot)
     token = _CURRENT.set(xp)
     try:
         yield xp

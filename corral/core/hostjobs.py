@@ -18,9 +18,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from corral.core import procs
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import (
     LAUNCH,
+    RUN_LOCK,
     SECRETS,
     SUBMIT_LOCK,
     clear_final,
@@ -156,10 +158,15 @@ def stderr_tail(job_dir: Path) -> str:
 
 
 def ended(job_dir: Path, returncode: int | None) -> Status:
-    """The final status of a job whose process ended: its marker, else its exit status."""
+    """The status of a job whose process ended: its marker; running when another process
+    holds its run lock; else failed, from the exit status."""
     final = final_state(job_dir)
     if final is not None:
         return final
+    if procs.handle_alive(read_json(state_dir(job_dir) / RUN_LOCK)):
+        # Another process runs the job: one started by a client killed before it recorded
+        # the start, and ours ended finding the job running.
+        return JobState.RUNNING, None
     if returncode is None:
         failure = Failure(FailureReason.LOST, "the job process ended without a result")
     elif returncode < 0:

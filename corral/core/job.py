@@ -11,6 +11,7 @@ from corral.errors import ConfigError
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
+    from corral.core.snapshot import Snapshot
     from corral.core.task import Task
 
 
@@ -188,6 +189,10 @@ class Job:
         self.handle: Any = None
         self.retries = 0  # resubmissions after a time limit or preemption (ResumableTask)
         self.record: Path | None = None  # the local pointer of a job that runs elsewhere
+        self.snapshot: Snapshot | None = None
+        """The code snapshot the job imports its classes from (None: the live code)."""
+        self.provenance: dict[str, Any] | None = None
+        """What its submission recorded (see :mod:`corral.core.provenance`)."""
 
     def check_environ(self) -> None:
         """Refuse what an environment cannot hold: a bad variable name, a value that is not

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from corral.core import hostjobs
+from corral.core import hostjobs, provenance
 from corral.core.hostjobs import Status
 from corral.core.job import Failure, Job, Resources, Secret
 from corral.core.script import ScriptSpec, render_job_script, render_secrets
@@ -150,15 +150,20 @@ class Launcher(abc.ABC):
         return render_job_script(spec)
 
     def job_files(self, job: Job, workspace: Workspace) -> dict[str, str]:
-        """The files of a job directory: ``params.json``, ``job.sh``, and the owner-only
-        ``.corral/secrets.env`` when submit hooks set :class:`~corral.core.job.Secret` values."""
+        """The files of a job directory: ``params.json``, ``job.sh``, its
+        ``.corral/provenance.json``, and the owner-only ``.corral/secrets.env`` when submit
+        hooks set :class:`~corral.core.job.Secret` values."""
         params = dump_params(
             job.task,
             workspace=self.planned_root(workspace),
             job_dir=job.directory,
             depends_on=[d.relpath for d in job.dependencies],
+            snapshot=job.snapshot.to_json() if job.snapshot is not None else None,
         )
         files = {"params.json": json.dumps(params, indent=1), "job.sh": self.script_for(job)}
+        if job.provenance is not None:
+            record = provenance.for_job(job, workspace)
+            files[provenance.PROVENANCE] = json.dumps(record, indent=1, sort_keys=True)
         secrets = _secrets(job)
         if secrets:
             files[SECRETS] = render_secrets(secrets)

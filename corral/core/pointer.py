@@ -3,16 +3,18 @@
 The job directory on the remote side is the single source of truth. The local workspace
 keeps, in ``jobs/<type id>/<identifier>/.corral/``, a ``remote.json`` saying where the job
 runs (launcher, location, remote directory, how to reach it), its handle and its last known
-state, with copies of ``params.json`` and ``job.sh``: so listing jobs needs no round trip,
-and a later run or the CLI knows where to look. The scheduler writes it on every state
-change of such a job.
+state, with copies of ``params.json``, ``job.sh`` and ``provenance.json``: so listing jobs
+needs no round trip, and a later run or the CLI knows where to look. The scheduler writes it
+on every state change of such a job.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.core.provenance import PROVENANCE
 from corral.core.workspace import read_json, state_dir, write_json_atomic
 
 if TYPE_CHECKING:
@@ -31,18 +33,22 @@ def is_remote(job: Job, workspace: Workspace) -> bool:
 def write_pointer(workspace: Workspace, job: Job, status: Status) -> None:
     """Create or update the local pointer of a remote job with its current ``status``.
 
-    ``params.json`` and ``job.sh`` are rendered beside it the first time (a job found by a
-    later run, or failed before it ran, gets them too).
+    ``params.json``, ``job.sh`` and ``provenance.json`` are rendered beside it the first
+    time (a job found by a later run, or failed before it ran, gets them too), and again
+    when the job was started anew.
     """
     local = state_dir(workspace.job_dir(job.type_id, job.identifier))
     local.mkdir(parents=True, exist_ok=True)
-    missing = [n for n in ("params.json", "job.sh") if not (local / n).exists()]
+    path = local / POINTER
+    data: dict[str, Any] = read_json(path) or {}  # an earlier run's pointer, kept up to date
+    restarted = job.handle is not None and data.get("handle") not in (None, job.handle)
+    names = ("params.json", "job.sh", PROVENANCE)
+    missing = [n for n in names if restarted or not (local / Path(n).name).exists()]
     if missing:
         files = job.launcher.job_files(job, workspace)
         for name in missing:
-            (local / name).write_text(files[name])
-    path = local / POINTER
-    data: dict[str, Any] = read_json(path) or {}  # an earlier run's pointer, kept up to date
+            if name in files:
+                (local / Path(name).name).write_text(files[name])
     data.update(
         {
             "launcher": job.launcher.name,

@@ -2,7 +2,7 @@
 
 The job holds ``.corral/run.lock`` while it runs and writes its ``done`` or ``failed`` marker
 before the lock is released (at process exit), so a reader that can take the lock and finds
-no marker knows the job is gone.
+no marker knows the job is gone. The lock file holds the handle of the process holding it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from corral.core.workspace import (
 
 ALREADY_RUNNING = 75
 RESUME_LATER = 124  # like timeout(1): the attempt ended for its time limit
+HOLDER_SIZE = 160  # bytes of the run lock's content: the handle of the process holding it
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -138,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         print(f"corral: job {job_dir} is already running", file=sys.stderr)
         return ALREADY_RUNNING
+    # Who holds the lock, for a client whose launch record was never written (killed between
+    # starting the job and recording it): see hostjobs.ended(). Padded to a fixed size, so a
+    # reader never sees a shorter record mixed with a longer one from an earlier run.
+    holder = json.dumps(procs.handle_for(os.getpid())).encode()
+    os.pwrite(lock_fd, holder.ljust(max(len(holder), HOLDER_SIZE)), 0)
     for signum in CAUGHT_SIGNALS:
         signal.signal(signum, _on_signal)
     started = time.time()

@@ -6,6 +6,10 @@ for a class defined in the experiment script, the script's path), its field valu
 objects otherwise: ``{"$path": ...}``, ``{"$tuple": [...]}``, ``{"$dict": {...}}``,
 ``{"$enum": [class, name]}``, ``{"$config": index}``,
 ``{"$generated": {"producer": index, "relpath": ...}}``.
+
+``sys_path`` lists the client's import roots of the classes (never an installed package's);
+``snapshot``, when the experiment took one (:mod:`corral.core.snapshot`), names the code
+snapshot and each root's subdirectory in it: the job imports from there instead.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def _class_ref(cls: type[Any]) -> dict[str, str]:
     return ref
 
 
-def _import_root(cls: type[Any]) -> str | None:
+def import_root(cls: type[Any]) -> str | None:
     """The sys.path entry from which the class's module imports as in the client."""
     module = sys.modules.get(cls.__module__)
     file = getattr(module, "__file__", None)
@@ -63,9 +67,10 @@ class _Writer:
         self.objects: list[dict[str, Any]] = []
         self.index: dict[int, int] = {}
         self.roots: list[str] = []
+        self.configs: list[Config] = []
 
     def add_root(self, cls: type[Any]) -> None:
-        root = _import_root(cls)
+        root = import_root(cls)
         installed = ("site-packages" in root or "dist-packages" in root) if root else True
         if root and not installed and root not in self.roots:
             self.roots.append(root)
@@ -91,6 +96,7 @@ class _Writer:
         self.add_root(type(c))
         self.index[id(c)] = len(self.objects)
         self.objects.append(entry)
+        self.configs.append(c)
         return self.index[id(c)]
 
     def value(self, v: Any) -> Any:
@@ -118,12 +124,17 @@ class _Writer:
 
 
 def dump_params(
-    task: Config, *, workspace: Path, job_dir: Path, depends_on: list[str]
+    task: Config,
+    *,
+    workspace: Path,
+    job_dir: Path,
+    depends_on: list[str],
+    snapshot: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``params.json`` content of ``task``'s job."""
     w = _Writer()
     root = w.config(task)
-    return {
+    data = {
         "corral": FORMAT,
         "root": root,
         "objects": w.objects,
@@ -132,16 +143,34 @@ def dump_params(
         "job_dir": str(job_dir),
         "depends_on": depends_on,
     }
+    if snapshot is not None:
+        data["snapshot"] = snapshot
+    return data
+
+
+def import_roots(config: Config) -> list[str]:
+    """The import roots of the classes of ``config``'s tree, as ``sys_path`` records them."""
+    w = _Writer()
+    w.config(config)
+    return w.roots
+
+
+def params_tree(config: Config) -> tuple[list[dict[str, Any]], int, list[Config]]:
+    """``config``'s tree as ``params.json`` holds it: objects, root index, and the config of
+    each object."""
+    w = _Writer()
+    root = w.config(config)
+    return w.objects, root, w.configs
 
 
 # --- reading, inside the job -------------------------------------------------------------------
 
 
-def _load_class(ref: dict[str, str]) -> Any:
+def _load_class(ref: dict[str, str], moved: dict[str, str]) -> Any:
     module_name = ref["module"]
     module = sys.modules.get(module_name)
     if module is None:
-        file = ref.get("file")
+        file = _moved(ref.get("file"), moved)
         if file and importlib.util.find_spec(module_name) is None:
             spec = importlib.util.spec_from_file_location(module_name, file)
             if spec is None or spec.loader is None:
@@ -155,6 +184,32 @@ def _load_class(ref: dict[str, str]) -> Any:
     for part in ref["qualname"].split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _moved(file: str | None, moved: dict[str, str]) -> str | None:
+    """A script's path, in the snapshot when it was taken there."""
+    if file is None:
+        return None
+    for live, copy in moved.items():
+        if file.startswith(live.rstrip("/") + "/"):
+            candidate = copy + file[len(live.rstrip("/")) :]
+            if Path(candidate).is_file():
+                return candidate
+    return file
+
+
+def _import_path(data: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The entries to put first on ``sys.path`` (a snapshot's directories in place of the
+    live roots they copy), and the live roots moved to the snapshot."""
+    entries = list(data.get("sys_path", []))
+    snapshot = data.get("snapshot")
+    if not snapshot:
+        return entries, {}
+    base = Path(data["workspace"]) / "code" / snapshot["hash"]
+    if not base.is_dir():
+        raise ImportError(f"the code snapshot {base} is missing (removed by corral gc?)")
+    moved = {r["path"]: str(base / r["dir"]) for r in snapshot["roots"]}
+    return [*moved.values(), *(e for e in entries if e not in moved)], moved
 
 
 class Loaded:
@@ -201,8 +256,9 @@ def load_params(data: dict[str, Any]) -> Loaded:
     """Rebuild the config tree of ``params.json`` (classes imported as in the client)."""
     if data.get("corral") != FORMAT:
         raise ConfigError(f"params.json format {data.get('corral')!r} is not {FORMAT}")
-    for entry in reversed(data.get("sys_path", [])):
-        if entry not in sys.path:
+    entries, moved = _import_path(data)
+    for entry in reversed(entries):
+        if entry in moved.values() or entry not in sys.path:
             sys.path.insert(0, entry)
     workspace = Path(data["workspace"])
     configs: list[Config] = []
@@ -224,7 +280,7 @@ def load_params(data: dict[str, Any]) -> Loaded:
         if tag == "$float":
             return float(payload)
         if tag == "$enum":
-            return getattr(_load_class(payload[0]), payload[1])
+            return getattr(_load_class(payload[0], moved), payload[1])
         if tag == "$generated":
             producer = configs[payload["producer"]]
             base = producer.__dict__["__taskdir__"]
@@ -236,7 +292,7 @@ def load_params(data: dict[str, Any]) -> Loaded:
     from corral.core.task import Task
 
     for entry in data["objects"]:
-        cls = _load_class(entry["class"])
+        cls = _load_class(entry["class"], moved)
         c = cls.__new__(cls)
         d = c.__dict__
         if "producer" in entry:

@@ -6,11 +6,13 @@
       jobs/<type id>/<identifier>/      one directory per job (the single source of truth)
         params.json  job.sh  stdout  stderr
         .corral/launch.json             launcher kind and handle (pid, SLURM id, ...)
+        .corral/provenance.json         versions, git state, snapshot, launcher, resources
         .corral/done | .corral/failed   final markers (JSON), written atomically
         .corral/lock                    held by a client while it submits the job
         .corral/run.lock                held by the job process while it runs
       experiments/<name>/runs/<run>.jsonl   the jobs each run of an experiment submitted
       cache/<type id>/<identifier>/<name>   @cache entries
+      code/<sha256>/                    code snapshots (see :mod:`corral.core.snapshot`)
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Work on job directories (claim and write, read markers, start detached) is done by
 :mod:`corral.agent`'s commands: in this process for this machine, or by
 ``python -m corral.agent`` over the SSH connection for another host, one command for a
-whole batch either way.
+whole batch either way. The code snapshots of the jobs ride in the ``start`` command that
+needs them, once per snapshot for each host.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import shlex
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import PurePosixPath
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from corral.connectors.base import Connector
 from corral.connectors.ssh import SSHConnector
@@ -25,6 +26,9 @@ from corral.errors import (
     HostKeyError,
     SubmissionError,
 )
+
+if TYPE_CHECKING:
+    from corral.core.job import Job
 
 CALL_ATTEMPTS = 3
 """Tries of an agent command whose connection failed (the connector reconnects between)."""
@@ -58,6 +62,9 @@ class Host:
         self._resolved: PurePosixPath | None = None
         self.calls: Counter[str] = Counter()
         """Agent commands sent, by command (each one round trip to a remote host)."""
+        self.uploads: Counter[str] = Counter()
+        """Code snapshots sent with ``start`` commands, by hash."""
+        self._installed: set[str] = set()
 
     @property
     def remote(self) -> bool:
@@ -112,6 +119,30 @@ class Host:
                 stderr=result.stderr,
             )
         return json.loads(result.stdout)
+
+    def snapshots(self, jobs: Sequence[Job], root: PurePosixPath) -> list[dict[str, Any]]:
+        """The ``snapshots`` of a ``start`` request for ``jobs``: each code snapshot they
+        import from that this host was not sent yet, for ``<root>/code/<hash>``."""
+        from corral.core import snapshot
+
+        entries = []
+        for snap in {j.snapshot.hash: j.snapshot for j in jobs if j.snapshot}.values():
+            target = root / snapshot.CODE / snap.hash
+            if snap.hash in self._installed or (not self.remote and Path(target) == snap.store):
+                continue
+            entry = {"hash": snap.hash, "dir": str(target)}
+            if self.remote:
+                entry["archive"] = snapshot.pack(snap.store)
+            else:
+                entry["source"] = str(snap.store)
+            entries.append(entry)
+        return entries
+
+    def sent(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Note that the host received ``entries`` (a ``start`` carrying them succeeded)."""
+        for entry in entries:
+            self._installed.add(entry["hash"])
+            self.uploads[entry["hash"]] += 1
 
     def known_root(self) -> PurePosixPath | None:
         """The workdir when it is known without connecting: resolved already, or with no

@@ -18,6 +18,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from time import sleep as pause
 from typing import TYPE_CHECKING, Any
 
 from corral.connectors.base import Connector
@@ -27,8 +28,8 @@ from corral.core.hostjobs import Status
 from corral.core.job import Failure, FailureReason, Job, JobState, Resources
 from corral.core.launcher import Launcher
 from corral.core.resumable import TIME_LIMIT_ENV, WARNING_SIGNAL, ResumableTask
-from corral.errors import ConfigError
-from corral.launchers.host import Host, check_workdir
+from corral.errors import AuthenticationError, ConfigError, ConnectorError, HostKeyError
+from corral.launchers.host import CALL_ATTEMPTS, Host, check_workdir
 from corral.launchers.slurm_limits import SubmitBudget
 from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options, time_seconds
 from corral.launchers.slurm_states import (
@@ -164,9 +165,20 @@ class SlurmLauncher(Launcher):
     # --- cluster facts, read once ------------------------------------------------------------
 
     def run(self, argv: list[str]) -> Any:
-        """Run a SLURM command where the cluster is, counting it."""
+        """Run a SLURM command where the cluster is, counting it. These commands only read
+        or cancel (idempotent), so one whose SSH connection dropped is sent again."""
         self.counts[argv[0]] += 1
-        return self.connector.run(argv, timeout=120)
+        attempts = CALL_ATTEMPTS if self.host.remote else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.connector.run(argv, timeout=120)
+            except (AuthenticationError, HostKeyError):
+                raise
+            except ConnectorError:
+                if attempt == attempts:
+                    raise
+                pause(attempt)
+        raise AssertionError("unreachable")
 
     def max_array_size(self) -> int:
         """The cluster's ``MaxArraySize`` (tasks per array), from ``scontrol show config``."""
@@ -346,7 +358,7 @@ class SlurmLauncher(Launcher):
     ) -> dict[Job, Status]:
         arrays = root / ".corral" / "arrays"
         token = uuid.uuid4().hex[:16]
-        request = {
+        request: dict[str, Any] = {
             "launcher": self.name,
             "jobs": [
                 {"dir": str(j.directory), "files": self.job_files(j, workspace)} for j in jobs
@@ -361,7 +373,11 @@ class SlurmLauncher(Launcher):
                 "throttle": self.throttle,
             },
         }
+        snapshots = self.host.snapshots(jobs, PurePosixPath(root))
+        if snapshots:
+            request["snapshots"] = snapshots
         answers = self.host.call("start", request)
+        self.host.sent(snapshots)
         rejected = any(
             a["status"] and a["status"][1] and a["status"][1].get("reason") == "rejected"
             for a in answers

@@ -2,7 +2,8 @@
 
 Job directories live on the remote host under ``workdir`` (the local workspace's layout).
 Every scheduler cycle costs one SSH round trip per host for each of: starting the ready jobs
-(their files travel in the same command), and polling every active job — the host-side work
+(their files, and a code snapshot the first time it is needed, travel in the same command),
+and polling every active job — the host-side work
 is done by :mod:`corral.agent` there. Jobs are started in a new session, so they survive the
 SSH connection and the client; a later run re-attaches (pid + start time). The local
 workspace keeps a pointer per job (:mod:`corral.core.pointer`), so that listing jobs needs no
@@ -161,17 +162,22 @@ class SSHLauncher(Launcher):
     def start(
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
-        """Send every job's files and start them, in one command."""
+        """Send every job's files (and the code snapshots the host has not had yet) and start
+        them, in one command."""
         files = {job: self.job_files(job, workspace) for job in jobs}
-        request = {
+        request: dict[str, Any] = {
             "launcher": self.name,
             "jobs": [{"dir": str(job.directory), "files": files[job]} for job in jobs],
         }
+        snapshots = self.host.snapshots(jobs, self.remote_workdir())
+        if snapshots:
+            request["snapshots"] = snapshots
         try:
             answers = self.agent("start", request)
         except SubmissionError as exc:
             failure = Failure.from_json({"reason": "failed", "message": str(exc)})
             return {job: (JobState.FAILED, failure) for job in jobs}
+        self.host.sent(snapshots)
         result: dict[Job, Status] = {}
         for job, answer in zip(jobs, answers, strict=True):
             status = _status(answer["status"])

@@ -178,3 +178,14 @@ class Talk(Task):
         for i in range(self.lines):
             print(f"line {i}", flush=True)
             time.sleep(0.2)
+
+
+class Waiter(Task):
+    """Waits until ``flag`` exists; ``inputs`` are its dependencies."""
+
+    flag: Meta[str]
+    inputs: Param[list[Record]] = []
+
+    def execute(self) -> None:
+        while not Path(self.flag).exists():
+            time.sleep(0.05)

@@ -373,3 +373,24 @@ def test_prepare_job_runs_after_the_class_submit_hooks(workspace):
     assert json.loads((task.__taskdir__ / "echo.json").read_text())["env"] == (
         "from plugin for local"
     )
+
+
+def test_a_job_whose_start_was_never_recorded_is_seen_running_not_failed(workspace, log,
+                                                                         tmp_path):
+    launcher = LocalLauncher(cpus=2, slots_dir=tmp_path / "slots")
+    with experiment(workspace, "orphan", launcher=launcher, wait=False) as xp:
+        Record(name="orphan", sleep=1.5, log=log).submit()
+    (job,) = xp.jobs.values()
+    run_lock = state_dir(job.directory) / "run.lock"
+    deadline = time.monotonic() + 30
+    while not procs.handle_alive(json.loads(run_lock.read_text() or "null")
+                                 if run_lock.exists() else None):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # as if the client had been killed between starting the job and writing its launch record
+    (state_dir(job.directory) / LAUNCH).unlink()
+    with experiment(workspace, "orphan", launcher=launcher) as again:
+        Record(name="orphan", sleep=1.5, log=log).submit()
+    (rerun,) = again.jobs.values()
+    assert rerun.state is JobState.DONE  # the second process found it running and left
+    assert [r["name"] for r in read_log(log)] == ["orphan"]

@@ -272,7 +272,9 @@ def test_pointer_is_written_for_jobs_found_by_a_rerun(ssh_host, rig, workdir, tm
     assert [r["name"] for r in remote_records(ssh_host, log)] == ["done-before"]
 
 
-def test_missing_module_on_the_host_fails_with_reason_import(ssh_host, rig, workdir, tmp_path):
+def test_missing_module_on_the_host_fails_with_reason_import_unless_snapshot(
+    ssh_host, rig, workdir, tmp_path
+):
     # tmp_path is root's (mode 700): the module is importable here, not by the remote user
     (tmp_path / "clientonly").mkdir()
     (tmp_path / "clientonly" / "__init__.py").write_text("")
@@ -287,12 +289,16 @@ def test_missing_module_on_the_host_fails_with_reason_import(ssh_host, rig, work
         sys.path.remove(str(tmp_path))
     from corral import JobFailedError
 
+    launcher = launcher_for(ssh_host, rig, workdir)
     with pytest.raises(JobFailedError) as e:
-        with experiment(tmp_path / "ws", "import", launcher=launcher_for(ssh_host, rig, workdir)):
+        with experiment(tmp_path / "ws", "import", launcher=launcher, snapshot=False):
             OnlyHere(x=1).submit()
     (failure,) = e.value.failures
     assert failure.reason == "import"
     assert "ModuleNotFoundError: No module named 'clientonly'" in failure.message
+    # with a code snapshot (the default), the module travels with the job
+    with experiment(tmp_path / "ws", "import", launcher=launcher):
+        OnlyHere(x=2).submit()
 
 
 def test_missing_remote_corral_is_a_clear_error(ssh_host, workdir, tmp_path):
@@ -568,6 +574,7 @@ def test_a_secret_travels_to_the_host_into_an_owner_only_file(ssh_host, rig, wor
     assert modes[0::2] == ["700", "600"]
     assert "s3cr3t" not in c.read_text(f"{job_dir}/job.sh")
     for path in (tmp_path / "local-ws").rglob("*"):  # the laptop keeps no copy of it
-        if path.is_file():
+        # (code/ is the project's source snapshot: this file, which spells the value out)
+        if path.is_file() and "code" not in path.relative_to(tmp_path / "local-ws").parts:
             assert "s3cr3t" not in path.read_text(errors="replace"), path
     c.remove(out)

@@ -27,6 +27,7 @@ EXPECTED = {
     "cache",
     "dependencies",
     "experiment",
+    "explain",
     "field",
     "find_launcher",
     "identifier",
