@@ -106,6 +106,23 @@ class Connector(abc.ABC):
     def listdir(self, path: PathLike) -> list[str]:
         """The names in a directory, sorted."""
 
+    def get_tree(self, remote: PathLike, local: PathLike) -> None:
+        """Copy the target's directory ``remote`` (recursively) into the local ``local``."""
+        from pathlib import Path, PurePosixPath
+
+        from corral.errors import ConnectorError
+
+        target = Path(local)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in self.listdir(remote):
+            source = PurePosixPath(str(remote)) / name
+            try:
+                self.listdir(source)
+            except ConnectorError:  # not a directory
+                self.get(source, target / name)
+            else:
+                self.get_tree(source, target / name)
+
     def describe(self) -> dict[str, str | None]:
         """How to reach the target again (kept in a job's local pointer)."""
         return {"connector": self.name}

@@ -116,6 +116,10 @@ class LocalConnector(Connector):
         else:
             self._wrap(p.unlink, missing_ok=True)
 
+    def get_tree(self, remote: PathLike, local: PathLike) -> None:
+        """Copy the directory ``remote`` into ``local``."""
+        self._wrap(shutil.copytree, Path(remote), Path(local), dirs_exist_ok=True)
+
     def listdir(self, path: PathLike) -> list[str]:
         """Sorted names in a directory."""
         return sorted(self._wrap(os.listdir, path))

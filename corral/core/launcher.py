@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -168,6 +169,12 @@ class Launcher(abc.ABC):
         if secrets:
             files[SECRETS] = render_secrets(secrets)
         return files
+
+    def fetch(self, job: Job, destination: str | os.PathLike[str]) -> Path:
+        """Copy a job's directory (outputs, logs, state) to ``destination`` on this machine."""
+        target = Path(destination)
+        self.connector.get_tree(job.directory, target)
+        return target
 
     def mark_failed(self, job: Job, failure: Failure) -> None:
         """Record, through the connector, that a job failed without running."""

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path, PurePath
 from typing import Any
 
-from corral.core.config import Config, children, class_info, seal
+from corral.core.config import Config, children, class_info, seal, walk
 from corral.core.frozen import FrozenDict, FrozenList
 from corral.core.identity import digest
 from corral.core.paths import (
@@ -45,8 +45,17 @@ def _class_ref(cls: type[Any]) -> dict[str, str]:
     return ref
 
 
+_ROOTS: dict[type[Any], str | None] = {}
+
+
 def import_root(cls: type[Any]) -> str | None:
     """The sys.path entry from which the class's module imports as in the client."""
+    if cls not in _ROOTS:  # a module does not move while the process runs
+        _ROOTS[cls] = _find_import_root(cls)
+    return _ROOTS[cls]
+
+
+def _find_import_root(cls: type[Any]) -> str | None:
     module = sys.modules.get(cls.__module__)
     file = getattr(module, "__file__", None)
     if not file:
@@ -149,9 +158,15 @@ def dump_params(
 
 
 def import_roots(config: Config) -> list[str]:
-    """The import roots of the classes of ``config``'s tree, as ``sys_path`` records them."""
+    """The import roots of the classes of ``config``'s tree (configs and enums), the set
+    ``sys_path`` records, without serializing the tree."""
     w = _Writer()
-    w.config(config)
+    for c in walk(config):
+        w.add_root(type(c))
+        for name in class_info(type(c)).fields:
+            for v in children(c.__dict__.get(name)):
+                if isinstance(v, enum.Enum):
+                    w.add_root(type(v))
     return w.roots
 
 

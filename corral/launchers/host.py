@@ -88,7 +88,10 @@ class Host:
     def agent_argv(self, command: str) -> list[str]:
         """The argv that runs the agent command ``command`` on the host (request on stdin)."""
         setup = "".join(f"{line}\n" for line in self.setup)
-        return ["bash", "-c", f"{setup}exec {shlex.quote(self.python)} -m corral.agent {command}"]
+        # From /: `python -m` puts the working directory first on sys.path, and a `corral`
+        # directory in $HOME (a workdir named ~/corral) would hide the installed package.
+        python = shlex.quote(self.python)
+        return ["bash", "-c", f"{setup}cd / && exec {python} -m corral.agent {command}"]
 
     def call(self, command: str, request: Any) -> Any:
         """Run the agent command ``command`` with ``request``; its answer."""

@@ -80,8 +80,15 @@ class SlurmLauncher(Launcher):
     :param workdir: where job directories live on the cluster (required over SSH; default,
         locally: the experiment's workspace).
     :param python: the interpreter of the jobs (must have corral).
-    :param partition, account, qos, constraint, nodes: cluster options for every job.
-    :param cpus, gpus, mem, time: default resources of a job (submit hooks may change them).
+    :param partition: the partition of every job.
+    :param account: the account charged.
+    :param qos: the quality of service.
+    :param constraint: node features required (``--constraint``).
+    :param nodes: nodes per job.
+    :param cpus: default CPUs per job (submit hooks may change a job's resources).
+    :param gpus: default GPUs per job.
+    :param mem: default memory per job (``4G``, ``500M``).
+    :param time: default time limit (minutes, ``HH:MM:SS``, ``D-HH:MM:SS``).
     :param extra: more ``sbatch`` options, ``{"--option": "value"}`` (None for a flag).
     :param setup: shell lines run before each job (``module load ...``).
     :param throttle: at most this many tasks of an array run at once (``%throttle``).

@@ -228,12 +228,6 @@ class SSHLauncher(Launcher):
 
     # --- outputs ----------------------------------------------------------------------------
 
-    def fetch(self, job: Job, destination: str | Path) -> Path:
-        """Download a job's directory (outputs, logs, state) to ``destination``."""
-        target = Path(destination)
-        self.ssh.get_tree(job.directory, target)
-        return target
-
     def follow(self, job: Job, *, stderr: bool = False) -> Iterator[str]:
         """Yield a job's stdout (or stderr) from the start, as it grows, until the job ends."""
         path = str(job.directory / ("stderr" if stderr else "stdout"))

@@ -478,3 +478,17 @@ def test_cancel_through_corral_and_an_external_scancel_end_as_cancelled(slurm_cl
     for job in (ours, theirs):
         state, failure = run_until_final(launcher, job, timeout=60)
         assert state is JobState.FAILED and failure.reason is FailureReason.CANCELLED
+
+
+def test_fetch_copies_a_job_directory_back_from_the_cluster(
+    slurm_cluster, ssh_host, rig, remote_workdir, tmp_path
+):
+    launcher = SlurmLauncher(SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config),
+                             workdir=remote_workdir, python=rig.python, time="5")
+    task = Record(name="fetched", log=f"{remote_workdir}-log")
+    with experiment(tmp_path / "ws", "fetch", launcher=launcher) as xp:
+        task.submit()
+    (job,) = xp.jobs.values()
+    copy = launcher.fetch(job, tmp_path / "copy")
+    assert (copy / "out" / "result.txt").read_text() == "fetched"
+    assert (copy / ".corral" / "done").exists() and (copy / "job.sh").exists()

@@ -578,3 +578,16 @@ def test_a_secret_travels_to_the_host_into_an_owner_only_file(ssh_host, rig, wor
         if path.is_file() and "code" not in path.relative_to(tmp_path / "local-ws").parts:
             assert "s3cr3t" not in path.read_text(errors="replace"), path
     c.remove(out)
+
+
+def test_a_workdir_named_corral_in_home_does_not_hide_the_package(ssh_host, rig, tmp_path):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    c.run(["rm", "-rf", "--", f"{REMOTE_HOME}/corral"], check=True)
+    try:
+        log = f"{REMOTE_HOME}/corral-named-log.jsonl"
+        launcher = launcher_for(ssh_host, rig, "~/corral")  # `python -m` would import it
+        with experiment(tmp_path / "ws", "named-corral", launcher=launcher):
+            Record(name="home", log=log).submit()
+        assert [r["name"] for r in remote_records(ssh_host, log)] == ["home"]
+    finally:
+        c.run(["rm", "-rf", "--", f"{REMOTE_HOME}/corral", f"{REMOTE_HOME}/corral-named-log.jsonl"])
