@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import json
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from corral.core import hostjobs, provenance
 from corral.core.hostjobs import Status
 from corral.core.job import Failure, Job, Resources, Secret
+from corral.core.procs import hostname
 from corral.core.script import ScriptSpec, render_job_script, render_secrets
 from corral.core.serialize import dump_params
 from corral.core.workspace import FAILED, SECRETS, state_dir
@@ -125,7 +125,7 @@ class Launcher(abc.ABC):
 
     def job_directory(self, workspace: Workspace, type_id: str, identifier: str) -> Path:
         """Where a job runs: ``<workspace>/jobs/<type id>/<identifier>`` on its host."""
-        return self.workspace_root(workspace) / "jobs" / type_id / identifier
+        return self.workspace_root(workspace).joinpath("jobs", type_id, identifier)
 
     def workspace_root(self, workspace: Workspace) -> Path:
         """The workspace as the jobs see it (a remote launcher's ``workdir``)."""
@@ -133,7 +133,7 @@ class Launcher(abc.ABC):
 
     def location(self, workspace: Workspace) -> str:
         """Jobs at the same location see each other's files (a dependency needs that)."""
-        return f"local:{socket.gethostname()}:{workspace.root}"
+        return f"local:{hostname()}:{workspace.root}"
 
     def script_for(self, job: Job) -> str:
         """The exact ``job.sh`` of ``job`` (secret values are not in it: it sources them)."""

@@ -1,4 +1,5 @@
-"""Local process identity: a pid plus its start time, so a reused pid is never "ours"."""
+"""Local process identity: a pid plus its start time, so a reused pid is never "ours"; and
+this machine's name."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ def boot_id() -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+@lru_cache(maxsize=1)
+def hostname() -> str:
+    """This machine's host name, asked once (every job's location and provenance carry it)."""
+    import socket  # not at the top: a job process imports this module and needs no socket
+
+    return socket.gethostname()
 
 
 def _stat(pid: int) -> list[str] | None:

@@ -10,9 +10,9 @@ written with the job's other files, so it travels with them to a remote host.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.core import snapshot
+from corral.core.procs import hostname
 from corral.core.snapshot import Files, Snapshot
 from corral.errors import ConfigError
 
@@ -94,18 +95,21 @@ class Recorder:
         self._files: dict[Path, Files] = {}
         self._git: dict[Path, dict[str, Any]] = {}
         self._snapshots: dict[tuple[Path, ...], Snapshot] = {}
+        self._records: dict[tuple[str, ...], tuple[Snapshot | None, list[dict[str, Any]]]] = {}
         self._locks: list[int] = []
-
-    def roots_of(self, task: Task) -> list[Path]:
-        """The import roots of the classes of ``task``'s tree (as ``params.json`` records)."""
-        from corral.core.serialize import import_roots
-
-        return [Path(r) for r in import_roots(task)]
 
     def record(self, task: Task) -> tuple[Snapshot | None, list[dict[str, Any]]]:
         """The snapshot of ``task``'s code (None with ``snapshot=False``) and the git state of
-        its roots."""
-        roots = self.roots_of(task)
+        its roots; worked out once per set of import roots (10,000 tasks share a few)."""
+        from corral.core.serialize import import_roots
+
+        key = tuple(import_roots(task))
+        found = self._records.get(key)
+        if found is None:
+            found = self._records[key] = self._record([Path(r) for r in key])
+        return found
+
+    def _record(self, roots: list[Path]) -> tuple[Snapshot | None, list[dict[str, Any]]]:
         snap = None
         if self.option is True:  # a root that is not a directory (a zip) stays live
             snap = self._snapshot(tuple(sorted(r for r in roots if r.is_dir())), explicit=False)
@@ -151,18 +155,26 @@ class Recorder:
         self._locks.clear()
 
 
-def base(
-    *, experiment: str, run: str, roots: Sequence[dict[str, Any]], snap: Snapshot | None,
-    submitted: float,
-) -> dict[str, Any]:
-    """The part of a job's provenance known when it is submitted."""
+@functools.cache
+def _client() -> dict[str, str]:
+    """What every provenance of this process shares."""
     from corral import __version__
 
     return {
         "corral": __version__,
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "client": socket.gethostname(),
+        "client": hostname(),
+    }
+
+
+def base(
+    *, experiment: str, run: str, roots: Sequence[dict[str, Any]], snap: Snapshot | None,
+    submitted: float,
+) -> dict[str, Any]:
+    """The part of a job's provenance known when it is submitted."""
+    return {
+        **_client(),
         "experiment": experiment,
         "run": run,
         "roots": list(roots),

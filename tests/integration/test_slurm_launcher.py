@@ -73,19 +73,37 @@ def test_seed_tasks_run_on_slurm(slurm_cluster, tmp_path):
     assert records["evaluate"]["start"] >= records["fold"]["end"]
 
 
-def test_fifty_tasks_go_out_as_one_array(slurm_cluster, tmp_path):
+def test_fifty_tasks_go_out_as_one_array(slurm_cluster, tmp_path, mocker):
     launcher = SlurmLauncher(time="5")
+    status_calls: list[list[str]] = []
+    run = launcher.run
+
+    def recording_run(argv: list[str]):
+        if argv[0] in ("squeue", "sacct") and argv[argv.index("-j") + 1] != "1":
+            status_calls.append(argv)  # not the one-off probe for accounting (-j 1)
+        return run(argv)
+
+    mocker.patch.object(launcher, "run", side_effect=recording_run)
+    polls = mocker.spy(launcher, "poll")
     log = tmp_path / "log"
+    start = time.monotonic()
     with experiment(tmp_path / "ws", "array", launcher=launcher) as xp:
         for i in range(50):
             Record(name=f"a{i}", log=log).submit()
+    elapsed = time.monotonic() - start
     assert len(read_log(log)) == 50
     assert launcher.counts["sbatch"] == 1
-    arrays = {j.handle["array"] for j in xp.jobs.values()}
-    assert len(arrays) == 1
-    # status calls: one per poll cycle for all 50, backing off (not one per job)
-    status_calls = launcher.counts["squeue"] + launcher.counts["sacct"]
-    assert 1 <= status_calls <= 10
+    (array,) = {j.handle["array"] for j in xp.jobs.values()}
+    # Every status command asks about the whole array at once: one per poll cycle, plus
+    # (sacct mode) one squeue for the jobs slurmdbd does not know yet, never one per job.
+    assert status_calls
+    assert all(argv[argv.index("-j") + 1] == array for argv in status_calls)
+    cycles = polls.call_count
+    assert launcher.accounting() or len(status_calls) == cycles
+    assert cycles <= len(status_calls) <= 2 * cycles
+    # The scheduler polls no faster than min_poll_interval, however often jobs change state.
+    assert cycles <= 1 + elapsed / launcher.min_poll_interval
+    assert len(status_calls) < 50
 
 
 def test_chain_runs_without_the_client_and_a_failed_parent_ends_its_dependents(
