@@ -58,6 +58,7 @@ class SSHLauncher(Launcher):
 
     name = "ssh"
     poll_interval = 2.0
+    min_poll_interval = 0.25  # each poll starts a Python process on the host: not every 50 ms
 
     def __init__(
         self,

@@ -162,7 +162,7 @@ def test_job_over_its_memory_ends_oom(slurm_cluster, tmp_path):
 
 
 CLIENT = """
-import json, sys
+import json, sys, time
 from corral import experiment
 from corral.connectors.ssh import SSHConnector
 from corral.launchers.slurm import SlurmLauncher
@@ -171,11 +171,22 @@ from tests.execution.tasks import Record
 args = json.loads(sys.argv[1])
 launcher = SlurmLauncher(SSHConnector(args["alias"], config_file=args["config"]),
                          workdir=args["workdir"], python=args["python"], time="5")
+polls = 0
+poll = launcher.poll
+
+def counting_poll(jobs):
+    global polls
+    polls += 1
+    return poll(jobs)
+
+launcher.poll = counting_poll
+start = time.monotonic()
 with experiment(args["local"], "slurm-ssh", launcher=launcher):
     for i in range(args["n"]):
         Record(name=f"r{i}", sleep=args["sleep"], log=args["log"]).submit()
 print(json.dumps({**launcher.counts, "agent": dict(launcher.host.calls),
-                  "ssh_operations": launcher.connector.operations}), flush=True)
+                  "ssh_operations": launcher.connector.operations, "polls": polls,
+                  "elapsed": time.monotonic() - start}), flush=True)
 """
 
 
@@ -201,8 +212,13 @@ def test_over_ssh_with_a_constant_number_of_round_trips(
     assert counts["sbatch"] == 1  # 30 job directories uploaded and submitted in one command
     agent = counts.pop("agent")
     assert agent["version"] == agent["recover"] == agent["start"] == 1
-    status_calls = counts.get("squeue", 0) + counts.get("sacct", 0)
-    assert status_calls + agent.get("inspect", 0) <= 20  # polling, backing off: not per job
+    # polling, backing off: per poll cycle one status call (sacct, plus squeue for the jobs
+    # slurmdbd does not know yet; one sacct more probes for accounting) and at most one
+    # marker read for the jobs that ended, whatever the number of jobs
+    polls, elapsed = counts.pop("polls"), counts.pop("elapsed")
+    assert 1 <= polls <= 1 + elapsed / SlurmLauncher.min_poll_interval
+    assert counts.get("squeue", 0) + counts.get("sacct", 0) <= 2 * polls + 1
+    assert agent.get("inspect", 0) <= polls
     # every SSH round trip is one of those counted: nothing is done per job
     slurm_commands = sum(v for k, v in counts.items() if k not in ("sbatch", "ssh_operations"))
     assert counts["ssh_operations"] == sum(agent.values()) + slurm_commands
