@@ -98,14 +98,21 @@ def recover(request: dict[str, Any]) -> Any:
     if request["launcher"] == "slurm":
         from corral.launchers import slurm_host
 
-        slurm_host.resolve_submissions(dirs, write=_write)
-    found = hostjobs.recover(dirs, request["launcher"], _liveness(request["launcher"]))
+        # when SLURM cannot tell, start() looks again before submitting anything
+        with contextlib.suppress(hostjobs.Deferred):
+            slurm_host.resolve_submissions(dirs, write=_write)
+    try:
+        found = hostjobs.recover(dirs, request["launcher"], _liveness(request["launcher"]))
+    except hostjobs.Deferred:
+        # What still runs is unknown: tell only what is done. The others go to start(),
+        # which checks again under their locks and starts nothing while it cannot tell.
+        found = hostjobs.recover(dirs, request["launcher"], lambda hs: [False] * len(hs))
     return [{"status": _status_json(s), "handle": h} for s, h in found]
 
 
 def start(request: dict[str, Any]) -> Any:
     """``{"launcher", "jobs": [{"dir", "files"}], "snapshots"?, "sbatch"?}`` → per job
-    ``{"status", "handle"}``.
+    ``{"status", "handle", "new", "tried"}`` (``tried``: it went to the spawn, e.g. sbatch).
 
     ``"snapshots": [{"hash", "dir", "archive" or "source"}]`` are the code snapshots the
     jobs import from, written first where missing. With ``"sbatch": {wrapper path, options,
@@ -121,13 +128,20 @@ def start(request: dict[str, Any]) -> Any:
     if "sbatch" in request:
         from corral.launchers import slurm_host
 
-        slurm_host.resolve_submissions([d for d, _ in entries], write=_write)
+        try:
+            slurm_host.resolve_submissions([d for d, _ in entries], write=_write)
+        except hostjobs.Deferred as exc:  # a submission SLURM may know: submit nothing now
+            status = _status_json(hostjobs.not_yet(exc))
+            return [{"status": status, "handle": None, "new": False, "tried": False}
+                    for _ in entries]
         chosen = slurm_host.sbatch_spawn(request["sbatch"], _write)
     else:
         chosen = _spawn
     spawned: list[Any] = []
+    tried: set[Path] = set()
 
     def spawn(dirs: list[Path]) -> list[Any]:
+        tried.update(dirs)
         handles = chosen(dirs)
         spawned.extend(handles)
         return handles
@@ -140,8 +154,9 @@ def start(request: dict[str, Any]) -> Any:
         write=_write,
     )
     return [
-        {"status": _status_json(s), "handle": h, "new": any(h is x for x in spawned)}
-        for s, h in started
+        {"status": _status_json(s), "handle": h, "new": any(h is x for x in spawned),
+         "tried": job_dir in tried}
+        for (job_dir, _), (s, h) in zip(entries, started, strict=True)
     ]
 
 

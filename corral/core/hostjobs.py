@@ -44,14 +44,23 @@ LOCK_TIMEOUT = 120.0
 
 class Deferred(Exception):
     """Raised by a spawn that could not start its jobs *yet* (a scheduler's submission
-    limit, an overloaded controller): they stay ready, with no failure recorded."""
+    limit, an overloaded controller), or by a liveness check that could not tell whether
+    they still run: they stay ready, with no failure recorded."""
+
+
+def not_yet(exc: Deferred) -> Status:
+    """The status of jobs kept ready by ``exc`` (the failure only says why)."""
+    return JobState.READY, Failure(FailureReason.REJECTED, f"not yet: {exc}")
 
 
 def recover(
     dirs: Sequence[Path], launcher: str, alive: Callable[[list[Any]], list[bool]]
 ) -> list[tuple[Status | None, Any]]:
     """For each job directory: ``((DONE, None), None)``, ``((RUNNING, None), handle)`` when
-    its recorded process still runs, or ``(None, None)`` when it must (re)start."""
+    its recorded process still runs, or ``(None, None)`` when it must (re)start.
+
+    :raises Deferred: from ``alive``, when it cannot tell.
+    """
     result: list[tuple[Status | None, Any]] = [(None, None)] * len(dirs)
     running: list[tuple[int, Any]] = []
     for i, job_dir in enumerate(dirs):
@@ -97,7 +106,10 @@ def start(
             sd = state_dir(job_dir)
             sd.mkdir(parents=True, exist_ok=True)
             locks.enter_context(FileLock(sd / SUBMIT_LOCK, timeout=LOCK_TIMEOUT))
-        found = recover([job_dir for job_dir, _ in entries], launcher, alive)
+        try:
+            found = recover([job_dir for job_dir, _ in entries], launcher, alive)
+        except Deferred as exc:  # cannot tell what still runs: start nothing now
+            return [(not_yet(exc), None) for _ in entries]
         for i, ((job_dir, files), (status, handle)) in enumerate(
             zip(entries, found, strict=True)
         ):
@@ -115,9 +127,8 @@ def start(
             try:
                 handles = spawn([entries[i][0] for i in fresh])
             except Deferred as exc:
-                why = Failure(FailureReason.REJECTED, f"not yet: {exc}")  # only to be told
                 for i in fresh:
-                    result[i] = ((JobState.READY, why), None)
+                    result[i] = (not_yet(exc), None)
                 return [r for r in result if r is not None]
             except Exception as exc:
                 from corral.errors import SubmissionError

@@ -30,6 +30,7 @@ from corral.core.launcher import Launcher
 from corral.core.resumable import TIME_LIMIT_ENV, WARNING_SIGNAL, ResumableTask
 from corral.errors import AuthenticationError, ConfigError, ConnectorError, HostKeyError
 from corral.launchers.host import CALL_ATTEMPTS, Host, check_workdir
+from corral.launchers.slurm_host import LIMIT
 from corral.launchers.slurm_limits import SubmitBudget
 from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options, time_seconds
 from corral.launchers.slurm_states import (
@@ -37,6 +38,7 @@ from corral.launchers.slurm_states import (
     combine,
     controller_status,
     parse_states,
+    squeue_answered,
 )
 from corral.plugins.markers import hookimpl
 
@@ -190,10 +192,13 @@ class SlurmLauncher(Launcher):
     def max_array_size(self) -> int:
         """The cluster's ``MaxArraySize`` (tasks per array), from ``scontrol show config``."""
         if self._max_array is None:
-            out = self.run(["scontrol", "show", "config"]).stdout
-            found = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+            out = self.run(["scontrol", "show", "config"])
+            found = re.search(r"^MaxArraySize\s*=\s*(\d+)", out.stdout, re.MULTILINE)
             # an array of N tasks has indices 0..N-1, which must stay below MaxArraySize
-            self._max_array = int(found.group(1)) - 1 if found else DEFAULT_MAX_ARRAY - 1
+            size = int(found.group(1)) - 1 if found else DEFAULT_MAX_ARRAY - 1
+            if not out.ok:  # the controller did not answer: SLURM's default, for now
+                return size
+            self._max_array = size
         return self._max_array
 
     def submit_budget(self) -> SubmitBudget:
@@ -385,12 +390,7 @@ class SlurmLauncher(Launcher):
             request["snapshots"] = snapshots
         answers = self.host.call("start", request)
         self.host.sent(snapshots)
-        rejected = any(
-            a["status"] and a["status"][1] and a["status"][1].get("reason") == "rejected"
-            for a in answers
-        )
-        deferred = any(a["status"] and a["status"][0] == JobState.READY.value for a in answers)
-        if rejected or deferred or any(a.get("new") for a in answers):
+        if any(a.get("tried") for a in answers):
             self.counts["sbatch"] += 1  # the agent ran sbatch once for this batch
         result: dict[Job, Status] = {}
         budget = self.submit_budget()
@@ -406,7 +406,10 @@ class SlurmLauncher(Launcher):
                 status = (JobState.READY, None)
             result[job] = status
         if any(s[0] is JobState.READY for s in result.values()):
-            budget.refused(len(jobs))  # over a limit on queued jobs: they stay ready
+            if LIMIT.search(why):
+                budget.refused(len(jobs))  # over a limit on queued jobs: they stay ready
+            else:
+                budget.unanswered()  # SLURM did not answer: they stay ready, no limit learned
             log.warning(
                 "%s: %d job(s) held for %.0f s: %s", self.host, len(jobs), budget.paused_for, why
             )
@@ -417,7 +420,7 @@ class SlurmLauncher(Launcher):
     def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
         """One squeue/sacct call for every job; one marker read for those that ended."""
         ids = [j.handle["id"] for j in jobs if isinstance(j.handle, dict) and "id" in j.handle]
-        seen = self._controller_states(ids)
+        seen, answered = self._controller_states(ids)
         result: dict[Job, Status] = {}
         ended: list[Job] = []
         views: dict[Job, Status | None] = {}
@@ -432,7 +435,14 @@ class SlurmLauncher(Launcher):
         if ended:
             markers = self.host.call("inspect", {"dirs": [str(j.directory) for j in ended]})
             for job, marker in zip(ended, markers, strict=True):
-                result[job] = combine(views[job], _status(marker))
+                status = _status(marker)
+                if views[job] is None and not answered and (
+                    status is None or status[0] is not JobState.DONE
+                ):
+                    # SLURM did not answer: not gone, perhaps still running; ask next cycle
+                    result[job] = (job.state, job.failure)
+                    continue
+                result[job] = combine(views[job], status)
                 self.submit_budget().finished(job)
         for job, (_, failure) in result.items():
             if failure is not None and failure.reason is FailureReason.CANCELLED:
@@ -446,11 +456,15 @@ class SlurmLauncher(Launcher):
                     result[job] = (JobState.FAILED, Failure(FailureReason.DEPENDENCY, why))
         return result
 
-    def _controller_states(self, ids: list[str]) -> dict[str, ControllerState]:
+    def _controller_states(self, ids: list[str]) -> tuple[dict[str, ControllerState], bool]:
         """One sacct call where accounting works, else one squeue call; squeue also for the
-        jobs sacct does not know yet (slurmdbd learns of a job seconds after sbatch)."""
+        jobs sacct does not know yet (slurmdbd learns of a job seconds after sbatch).
+
+        Returns the states found and whether SLURM answered for the others (False: squeue
+        got no answer from the controller, so a job it did not list may still run).
+        """
         if not ids:
-            return {}
+            return {}, True
         states: dict[str, ControllerState] = {}
         if self.accounting():
             out = self.run(
@@ -464,8 +478,12 @@ class SlurmLauncher(Launcher):
             out = self.run(
                 ["squeue", "-h", "-r", "-t", "all", "-j", _bases(missing), "-o", "%i|%T|%r"]
             )
+            if not squeue_answered(out.returncode, out.stderr):
+                log.warning("%s: squeue got no answer (%s); asking again later", self.host,
+                            (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1])
+                return states, False
             states.update(parse_states(out.stdout, missing))
-        return states
+        return states, True
 
     def cancel(self, jobs: Sequence[Job]) -> None:
         """``scancel`` every given job, in one command."""

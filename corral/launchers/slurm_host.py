@@ -6,8 +6,13 @@
   found again by name instead of being submitted twice (:func:`resolve_submissions`).
 - :func:`alive` tells, with one ``squeue`` call, which recorded jobs SLURM still runs or queues.
 
-Every SLURM command runs without the caller's ``SLURM_*`` variables: a submission from inside
-a job must not inherit the job's options.
+When the controller does not answer, a job it may still run is never taken for gone: the
+liveness check and the lookup by name raise :class:`~corral.core.hostjobs.Deferred`, and the
+jobs wait (nothing is submitted again) until it answers.
+
+Every SLURM command runs without the caller's ``SLURM_*`` variables, but ``SLURM_CONF`` (where
+the cluster's configuration is): a submission from inside a job must not inherit the job's
+options.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 from corral.core.hostjobs import Deferred
 from corral.core.workspace import LAUNCH, read_json, state_dir
-from corral.launchers.slurm_states import ACTIVE, parse_states
+from corral.launchers.slurm_states import ACTIVE, parse_states, squeue_answered
 
 SUBMITTING = "submitting.json"
 LIMIT = re.compile(
@@ -41,9 +46,13 @@ NAME_PREFIX = "corral-"
 TIMEOUT = 120
 
 
+KEPT = frozenset({"SLURM_CONF"})
+"""``SLURM_*`` variables that say where the cluster is, not what the caller's job asked."""
+
+
 def clean_env() -> dict[str, str]:
-    """This environment without ``SLURM_*``."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    """This environment without the ``SLURM_*`` variables a job inherits (``KEPT`` stays)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k in KEPT}
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -56,12 +65,22 @@ def _bases(ids: Sequence[str]) -> str:
     return ",".join(sorted({i.split("_", 1)[0] for i in ids}))
 
 
+def _unanswered(out: subprocess.CompletedProcess[str]) -> Deferred:
+    why = out.stderr.strip().splitlines()[-1:] or [f"exit code {out.returncode}"]
+    return Deferred(f"{out.args[0]} got no answer from SLURM: {why[0]}")
+
+
 def states(ids: Sequence[str]) -> dict[str, str]:
-    """``{array task id: SLURM state}`` from one ``squeue`` call (forgotten jobs absent)."""
+    """``{array task id: SLURM state}`` from one ``squeue`` call (forgotten jobs absent).
+
+    Raises :class:`Deferred` when the controller did not answer.
+    """
     if not ids:
         return {}
     # After MinJobAge squeue forgets a job (and exits 1 if it knows none): gone, not alive.
     out = _run(["squeue", "-h", "-r", "-t", "all", "-j", _bases(ids), "-o", "%i|%T|%r"])
+    if not squeue_answered(out.returncode, out.stderr):
+        raise _unanswered(out)
     return {task: state for task, (state, _) in parse_states(out.stdout, ids).items()}
 
 
@@ -159,19 +178,29 @@ def resolve_submissions(dirs: Sequence[Path], *, write: Callable[[Path, str, int
 
 
 def _arrays_by_name(names: list[str]) -> dict[str, str]:
-    """``{job name: SLURM job id}`` from squeue, then sacct (where accounting works)."""
+    """``{job name: SLURM job id}`` from squeue, then sacct (where accounting works).
+
+    Raises :class:`Deferred` when squeue got no answer and sacct did not find them all: a
+    submission SLURM may know must not be taken for one that never reached it.
+    """
     found: dict[str, str] = {}
     queries = (
         ["squeue", "-h", "-t", "all", "--name", ",".join(names), "-o", "%F|%j"],
         ["sacct", "-n", "-X", "-P", "-S", "now-7days", "--name", ",".join(names),
          "-o", "JobID,JobName"],
     )
+    unanswered: Deferred | None = None
     for argv in queries:
-        for line in _run(argv).stdout.splitlines():
+        out = _run(argv)
+        if argv[0] == "squeue" and out.returncode != 0:
+            unanswered = _unanswered(out)
+        for line in out.stdout.splitlines():
             job_id, _, name = line.strip().partition("|")
             base = job_id.split("_", 1)[0]
             if name in names and base.isdigit() and int(base) > int(found.get(name, "0")):
                 found[name] = base  # names are unique per submission; the newest wins
         if len(found) == len(names):
-            break
+            return found
+    if unanswered is not None:
+        raise unanswered
     return found

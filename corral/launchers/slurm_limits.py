@@ -59,6 +59,11 @@ class SubmitBudget:
             self.learned = len(self.active)
         else:
             self.learned = max(1, min(attempted, self.learned or attempted) // 2)
+        self.unanswered()
+
+    def unanswered(self) -> None:
+        """SLURM did not answer (a controller timing out or restarting): hold back, with
+        the same backoff, but learn no limit from it."""
         self._paused_until = self._clock() + self._pause
         self._pause = min(self._pause * 2, MAX_PAUSE)
 

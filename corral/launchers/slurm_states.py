@@ -49,6 +49,17 @@ CONTROLLER_WINS = {
 }
 
 
+FORGOTTEN = "Invalid job id specified"
+"""How squeue (exit 1) says it knows none of the ids asked: gone after ``MinJobAge``."""
+
+
+def squeue_answered(returncode: int, stderr: str) -> bool:
+    """Whether a ``squeue -j`` told which jobs it knows: it succeeded, or it knows none of
+    them. Any other failure (the controller timed out, refused, is restarting) tells
+    nothing: a job missing from its output must not be taken for gone."""
+    return returncode == 0 or FORGOTTEN in stderr
+
+
 def controller_status(state: str, reason: str = "") -> tuple[JobState, Failure | None] | None:
     """corral's view of a SLURM state (``CANCELLED by 0`` reads as CANCELLED); None if unknown.
 

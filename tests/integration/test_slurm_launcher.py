@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,12 +14,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from corral import ConfigError, ConnectorError, JobFailedError, experiment
 from corral.connectors.ssh import SSHConnector, close_all
+from corral.core.job import JobState
 from corral.launchers.slurm import SlurmLauncher
 from corral.testing import LauncherConformance
 from tests.execution.tasks import After, Fail, Record, read_log
@@ -346,6 +350,70 @@ def test_slurmctld_restarted_mid_run_polling_recovers_and_nothing_is_resubmitted
     assert sorted(r["name"] for r in read_log(log)) == [f"r{i}" for i in range(6)]
 
 
+@contextmanager
+def controller_frozen(rig):
+    """slurmctld stopped (SIGSTOP) for the block: it takes connections and answers nothing,
+    as an overloaded controller does; every client command times out meanwhile."""
+    pid = int((rig.dir / "run" / "slurmctld.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_controller_that_stops_answering_loses_nothing_and_submits_nothing_twice(
+    slurm_cluster, rig, tmp_path, monkeypatch, caplog
+):
+    # This test's SLURM commands give up on the controller after ~4 s instead of ~20 s.
+    conf = tmp_path / "slurm.conf"
+    text = re.sub(r"(?m)^MessageTimeout=.*\n", "", slurm_cluster.conf.read_text())
+    conf.write_text(text + "MessageTimeout=2\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    caplog.set_level(logging.WARNING)
+    log, ws = tmp_path / "log", tmp_path / "ws"
+    first, second = SlurmLauncher(time="5"), SlurmLauncher(time="5")
+    xps: dict[SlurmLauncher, object] = {}
+    errors: list[BaseException] = []
+
+    def client(launcher: SlurmLauncher) -> None:
+        try:
+            with experiment(ws, "hung", launcher=launcher) as xp:
+                xps[launcher] = xp
+                for i in range(3):
+                    Record(name=f"h{i}", sleep=25.0, log=log).submit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    a = threading.Thread(target=client, args=(first,))
+    a.start()
+    deadline = time.monotonic() + 60
+    while not (first in xps and len(jobs := xps[first].jobs) == 3
+               and all(j.state is JobState.RUNNING for j in jobs.values())):
+        assert time.monotonic() < deadline and not errors, errors or "the jobs never ran"
+        time.sleep(0.2)
+    # While the controller says nothing, the first client polls its running jobs (squeue
+    # mode: squeue times out) and a second client recovers the same jobs (squeue, to know
+    # whether they still run, times out twice): none may be taken for gone, none resubmitted.
+    held = "squeue got no answer from SLURM"  # why the second client holds its jobs
+    with controller_frozen(rig):
+        b = threading.Thread(target=client, args=(second,))
+        b.start()
+        deadline = time.monotonic() + 25
+        while held not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.2)
+    a.join(timeout=120)
+    b.join(timeout=120)
+    assert not a.is_alive() and not b.is_alive()
+    assert errors == []
+    assert first.counts["sbatch"] == 1
+    assert second.counts["sbatch"] == 0  # re-attached once SLURM answered
+    assert sorted(r["name"] for r in read_log(log)) == ["h0", "h1", "h2"]  # each ran once
+    assert held in caplog.text
+    if not slurm_cluster.sacct:
+        assert "squeue got no answer (" in caplog.text  # the first client's polls
+
+
 def test_a_job_the_controller_forgot_without_a_marker_is_lost(slurm_cluster, tmp_path):
     from corral.core.identity import identifier, type_id
     from corral.core.job import FailureReason, Job, JobState
@@ -384,10 +452,10 @@ def _run_resumable(workdir: Path) -> tuple[list[dict], int]:
     return [json.loads(line) for line in log.read_text().splitlines()], job.retries
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: the slow tests run last, after other modules
 def time_limit_runs(request, tmp_path_factory):
-    slow = [i for i in request.session.items
-            if i.module is request.module and i.get_closest_marker("slow")]
+    here = Path(__file__)
+    slow = [i for i in request.session.items if i.path == here and i.get_closest_marker("slow")]
     if not slow:
         yield {}
         return

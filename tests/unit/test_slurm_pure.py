@@ -154,3 +154,40 @@ def test_submit_limit_from_sacctmgr():
     assert _submit_limit(out, "other") == 10
     assert _submit_limit(out, "corral") is None
     assert _submit_limit("", None) is None
+
+
+def test_a_squeue_that_got_no_answer_says_nothing_of_which_jobs_are_gone():
+    from corral.launchers.slurm_states import squeue_answered
+
+    assert squeue_answered(0, "")
+    assert squeue_answered(1, "slurm_load_jobs error: Invalid job id specified\n")  # forgotten
+    assert not squeue_answered(1, "slurm_load_jobs error: Socket timed out on send/recv operation")
+    assert not squeue_answered(1, "squeue: error: Unable to contact slurm controller (connect failure)")
+    assert not squeue_answered(-9, "")
+
+
+def test_a_controller_that_did_not_answer_pauses_submissions_but_teaches_no_limit():
+    from corral.launchers.slurm_limits import MIN_PAUSE, SubmitBudget
+
+    now = [0.0]
+    budget = SubmitBudget(limit=4, clock=lambda: now[0])
+    budget.queued("a")
+    budget.unanswered()
+    assert budget.room() == 0 and budget.paused_for == MIN_PAUSE
+    assert budget.learned is None
+    now[0] += MIN_PAUSE
+    assert budget.room() == 3
+    budget.unanswered()
+    assert budget.paused_for == 2 * MIN_PAUSE  # backing off while it does not answer
+
+
+def test_slurm_commands_drop_the_callers_job_variables_but_not_the_configuration(monkeypatch):
+    from corral.launchers.slurm_host import clean_env
+
+    monkeypatch.setenv("SLURM_JOB_ID", "12")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    monkeypatch.setenv("SLURM_CONF", "/site/slurm.conf")
+    env = clean_env()
+    assert "SLURM_JOB_ID" not in env and "SLURM_CPUS_PER_TASK" not in env
+    assert env["SLURM_CONF"] == "/site/slurm.conf"
+    assert env["PATH"] == __import__("os").environ["PATH"]
