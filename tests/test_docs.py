@@ -344,3 +344,23 @@ def test_cli_reference_matches_the_commands() -> None:
         opts = {o for p in command.params if isinstance(p, click.Option)
                 for o in [*p.opts, *p.secondary_opts]}
         assert options == opts, f"docs/cli.md options of {name!r}"
+
+
+def test_every_test_the_reliability_page_names_exists():
+    """docs/reliability.md maps each guarantee to tests: each ``file::test`` it names (or
+    ``::test``, in the file named before it) is defined there."""
+    text = (DOCS / "reliability.md").read_text()
+    named = 0
+    path: Path | None = None
+    for ref in re.findall(r"`((?:[\w/.]+\.py)?::[\w:]+)(?:\[[^\]]*\])?`", text):
+        file, _, names = ref.partition("::")
+        if file:
+            path = REPO / file
+        assert path is not None and path.is_file(), f"{ref}: no such file"
+        source = path.read_text()
+        for name in names.split("::"):
+            assert re.search(rf"^\s*(def|class) {name}\b", source, re.MULTILINE), (
+                f"{ref}: {name} is not defined in {path.relative_to(REPO)}"
+            )
+            named += 1
+    assert named >= 40

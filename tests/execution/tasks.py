@@ -84,6 +84,26 @@ class Fail(Task):
             time.sleep(5)
 
 
+class Misbehave(Record):
+    """Fails the way it is told to (``how``) until the file ``fixed`` exists, then runs as a
+    Record: a re-run after creating ``fixed`` shows which jobs run again."""
+
+    how: Param[str]
+    fixed: Meta[str]
+
+    def execute(self) -> None:
+        if not Path(self.fixed).exists():
+            append_log(self.log, name=f"misbehave-{self.how}")
+            if self.how == "oom":
+                block = bytearray(400 * 1024 * 1024)
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+            elif self.how == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(600)  # "timeout", "scancel": until ended from outside
+        super().execute()
+
+
 class Echo(Task):
     """Writes its param and an environment variable back, to check they round-trip."""
 

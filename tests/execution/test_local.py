@@ -394,3 +394,9 @@ def test_a_job_whose_start_was_never_recorded_is_seen_running_not_failed(workspa
     (rerun,) = again.jobs.values()
     assert rerun.state is JobState.DONE  # the second process found it running and left
     assert [r["name"] for r in read_log(log)] == ["orphan"]
+
+
+def test_a_job_killed_by_a_signal_runs_no_dependent_and_a_rerun_runs_only_it_and_them(tmp_path):
+    from tests.execution.rerun import check, fail_then_rerun
+
+    check(fail_then_rerun(tmp_path, None, "sigkill"), "sigkill", "killed")

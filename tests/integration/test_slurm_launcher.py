@@ -24,6 +24,7 @@ from corral.connectors.ssh import SSHConnector, close_all
 from corral.core.job import JobState
 from corral.launchers.slurm import SlurmLauncher
 from corral.testing import LauncherConformance
+from tests.execution.rerun import Reruns, check, fail_then_rerun
 from tests.execution.tasks import After, Fail, Record, read_log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,6 +164,23 @@ def test_job_over_its_memory_ends_oom(slurm_cluster, tmp_path):
         with experiment(tmp_path / "ws", "oom", launcher=launcher):
             Hog(megabytes=400).submit()
     assert [f.reason for f in e.value.failures] == ["oom"]
+
+
+@pytest.mark.cgroup
+def test_after_an_oom_the_dependent_never_runs_and_a_rerun_runs_only_what_failed(
+    slurm_cluster, tmp_path
+):
+    check(fail_then_rerun(tmp_path, SlurmLauncher(mem="64M", time="5"), "oom"), "oom", "oom")
+
+
+def test_after_a_scancel_the_dependent_never_runs_and_a_rerun_runs_only_what_failed(
+    slurm_cluster, tmp_path
+):
+    def scancel(job):  # the user, by hand
+        slurm_cluster.command("scancel", job.handle["id"])
+
+    runs = fail_then_rerun(tmp_path, SlurmLauncher(time="5"), "scancel", while_running=scancel)
+    check(runs, "scancel", "cancelled")
 
 
 CLIENT = """
@@ -433,13 +451,8 @@ def test_a_job_the_controller_forgot_without_a_marker_is_lost(slurm_cluster, tmp
 # --- time limits: SLURM enforces them on a ~30 s tick, so these run a minute or more each.
 # They start together when this module starts and overlap the module's other tests.
 
-def _run_over_time_limit(workdir: Path) -> list[tuple[str, str]]:
-    try:
-        with experiment(workdir / "ws", "timeout", launcher=SlurmLauncher(time="1")):
-            Record(name="over", sleep=600, log=workdir / "log").submit()
-    except JobFailedError as e:
-        return [(f.reason, f.message) for f in e.failures]
-    return []
+def _run_over_time_limit(workdir: Path) -> Reruns:
+    return fail_then_rerun(workdir, SlurmLauncher(time="1"), "timeout")
 
 
 def _run_resumable(workdir: Path) -> tuple[list[dict], int]:
@@ -475,9 +488,10 @@ def _start_time_limit_runs(time_limit_runs):
 
 
 @pytest.mark.slow
-def test_a_job_over_its_time_limit_ends_as_timeout(time_limit_runs):
-    failures = time_limit_runs["timeout"].result(timeout=300)
-    assert [reason for reason, _ in failures] == ["timeout"]
+def test_a_job_over_its_time_limit_ends_as_timeout_its_dependent_unrun_until_a_rerun(
+    time_limit_runs,
+):
+    check(time_limit_runs["timeout"].result(timeout=300), "timeout", "timeout")
 
 
 @pytest.mark.slow
