@@ -93,7 +93,8 @@ def _liveness(launcher: str) -> Any:
 
 
 def recover(request: dict[str, Any]) -> Any:
-    """``{"launcher", "dirs"}`` → per directory ``{"status", "handle"}``."""
+    """``{"launcher", "dirs"}`` → per directory ``{"status", "handle", "unknown"}``
+    (``unknown``: whether its job still runs could not be told, SLURM did not answer)."""
     dirs = [Path(d) for d in request["dirs"]]
     if request["launcher"] == "slurm":
         from corral.launchers import slurm_host
@@ -101,13 +102,18 @@ def recover(request: dict[str, Any]) -> Any:
         # when SLURM cannot tell, start() looks again before submitting anything
         with contextlib.suppress(hostjobs.Deferred):
             slurm_host.resolve_submissions(dirs, write=_write)
+    unknown = False
     try:
         found = hostjobs.recover(dirs, request["launcher"], _liveness(request["launcher"]))
     except hostjobs.Deferred:
-        # What still runs is unknown: tell only what is done. The others go to start(),
-        # which checks again under their locks and starts nothing while it cannot tell.
+        # What still runs is unknown: tell only what is done. A launcher then goes to
+        # start(), which checks again under the jobs' locks and starts nothing meanwhile.
         found = hostjobs.recover(dirs, request["launcher"], lambda hs: [False] * len(hs))
-    return [{"status": _status_json(s), "handle": h} for s, h in found]
+        unknown = True
+    return [
+        {"status": _status_json(s), "handle": h, "unknown": unknown and s is None}
+        for s, h in found
+    ]
 
 
 def start(request: dict[str, Any]) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.core import procs
+from corral.core.hostjobs import Deferred
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.pointer import POINTER
 from corral.core.workspace import (
@@ -151,9 +152,11 @@ def refresh(workspace: Workspace, jobs: Sequence[JobInfo]) -> list[JobInfo]:
     if local_slurm:
         from corral.launchers import slurm_host
 
-        for job, alive in zip(
-            local_slurm, slurm_host.alive([j.handle for j in local_slurm]), strict=True
-        ):
+        try:
+            flags = slurm_host.alive([j.handle for j in local_slurm])
+        except Deferred:  # SLURM did not answer: they stay as their files say
+            flags = [True] * len(local_slurm)
+        for job, alive in zip(local_slurm, flags, strict=True):
             if not alive:
                 job = read_job(workspace, job.type_id, job.identifier)
                 if not job.final:
@@ -190,6 +193,9 @@ def _ask_host(group: list[JobInfo]) -> list[JobInfo]:
     else:  # liveness from the scheduler, then the markers of those it no longer runs
         answers = host.call("recover", {"launcher": launcher, "dirs": [j.directory for j in group]})
         statuses = [_status(a["status"]) for a in answers]
+        for i, answer in enumerate(answers):
+            if answer.get("unknown"):  # the scheduler did not answer: as last known
+                statuses[i] = (group[i].state, group[i].failure)
         ended = [i for i, s in enumerate(statuses) if s is None]
         if ended:
             markers = host.call("inspect", {"dirs": [group[i].directory for i in ended]})

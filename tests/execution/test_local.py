@@ -400,3 +400,23 @@ def test_a_job_killed_by_a_signal_runs_no_dependent_and_a_rerun_runs_only_it_and
     from tests.execution.rerun import check, fail_then_rerun
 
     check(fail_then_rerun(tmp_path, None, "sigkill"), "sigkill", "killed")
+
+
+def test_xp_wait_inside_the_block_lets_the_client_read_results_and_raises_for_failures(
+    workspace, log
+):
+    with experiment(workspace, "stages") as xp:
+        first = Record(name="first", sleep=0.3, log=log)
+        first.submit()
+        xp.wait()
+        seen = first.output.read_text()  # its results are there once wait() returns
+        Record(name=f"{seen}-then", log=log).submit()
+    assert [r["name"] for r in read_log(log)] == ["first", "first-then"]
+
+    with pytest.raises(JobFailedError) as left:
+        with experiment(workspace, "stages-failing") as xp:
+            Fail(how="raise", log=log).submit()
+            with pytest.raises(JobFailedError) as waited:
+                xp.wait()
+            assert [f.reason for f in waited.value.failures] == ["failed"]
+    assert [f.reason for f in left.value.failures] == ["failed"]  # leaving the block says so too

@@ -21,7 +21,10 @@ import pytest
 
 from corral import ConfigError, ConnectorError, JobFailedError, experiment
 from corral.connectors.ssh import SSHConnector, close_all
+from corral.control import refresh
 from corral.core.job import JobState
+from corral.core.workspace import Workspace
+from corral.inventory import read_experiment
 from corral.launchers.slurm import SlurmLauncher
 from corral.testing import LauncherConformance
 from tests.execution.rerun import Reruns, check, fail_then_rerun
@@ -420,6 +423,10 @@ def test_a_controller_that_stops_answering_loses_nothing_and_submits_nothing_twi
         deadline = time.monotonic() + 25
         while held not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.2)
+        # what `corral xp wait` and `corral jobs ls` read meanwhile: not lost either
+        workspace = Workspace(ws)
+        listed = refresh(workspace, read_experiment(workspace, "hung").latest.jobs)
+        assert [j.state for j in listed] == ["submitted"] * 3
     a.join(timeout=120)
     b.join(timeout=120)
     assert not a.is_alive() and not b.is_alive()
@@ -527,7 +534,21 @@ def test_three_times_max_submit_jobs_all_complete(max_submit_jobs, tmp_path):
             Record(name=f"l{i}", sleep=0.5, log=log).submit()
     assert sorted(r["name"] for r in read_log(log)) == sorted(f"l{i}" for i in range(n))
     assert launcher.budget is not None and launcher.budget.limit == max_submit_jobs
-    assert launcher.counts["sbatch"] >= 3  # never more than the limit queued at once
+    assert launcher.counts["sbatch"] >= 3
+    # never more than the limit queued at once: SLURM refused no submission (a refusal
+    # would have taught the launcher a limit)
+    assert launcher.budget.learned is None
+
+
+@pytest.mark.parametrize("over_ssh", [False, True], ids=["local", "ssh"])
+def test_accounting_is_detected_as_the_cluster_has_it(
+    slurm_cluster, ssh_host, rig, remote_workdir, over_ssh
+):
+    launcher = SlurmLauncher()
+    if over_ssh:
+        launcher = SlurmLauncher(SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config),
+                                 workdir=remote_workdir, python=rig.python)
+    assert launcher.accounting() is slurm_cluster.sacct  # polls with sacct, else squeue
 
 
 def test_refused_for_a_limit_the_jobs_wait_and_go_out_later(slurm_cluster, tmp_path, mocker):
