@@ -12,7 +12,8 @@ job that finishes or fails, and a summary line at most every ``summary_every`` s
 ``quiet=True`` prints the failures only.
 
 Its thread only reads ``job.state`` and ``job.failure``: the scheduler knows nothing of it.
-Elapsed times count from when a job was first seen running.
+Elapsed times count from when a job was first seen running. It shows anything that looks
+like a job (:class:`Shown`): the scheduler's jobs, or ``corral xp wait``'s view of a run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import suppress
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -31,10 +33,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from corral.core.job import Failure, FailureReason, Job, JobState
-
-if TYPE_CHECKING:
-    from corral.core.launcher import Launcher
+from corral.core.job import Failure, FailureReason, JobState
 
 STYLES = {
     JobState.WAITING: "dim",
@@ -46,8 +45,24 @@ STYLES = {
 }
 
 
+class Shown(Protocol):
+    """What the display reads of a job. A job's ``launcher`` has a ``name``, and a
+    ``connector.destination`` when it runs elsewhere."""
+
+    @property
+    def state(self) -> JobState: ...
+    @property
+    def failure(self) -> Failure | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def stderr(self) -> Path | str: ...
+    @property
+    def launcher(self) -> Any: ...
+
+
 class _Seen(NamedTuple):
-    job: Job
+    job: Shown
     state: JobState
     failure: Failure | None
 
@@ -69,7 +84,7 @@ class Progress:
 
     def __init__(
         self,
-        jobs: Callable[[], Iterable[Job]],
+        jobs: Callable[[], Iterable[Shown]],
         *,
         console: Console | None = None,
         quiet: bool = False,
@@ -100,11 +115,11 @@ class Progress:
         self._error: BaseException | None = None
         self._started = 0.0
         self._snapshot: list[_Seen] = []
-        self._seen: dict[Job, JobState] = {}
-        self._running_since: dict[Job, float] = {}
-        self._took: dict[Job, float] = {}
+        self._seen: dict[Shown, JobState] = {}
+        self._running_since: dict[Shown, float] = {}
+        self._took: dict[Shown, float] = {}
         self._failed: list[_Seen] = []
-        self._held: set[Job] = set()
+        self._held: set[Shown] = set()
         self._summary_at = 0.0
         self._summary_counts: Counter[JobState] | None = None
 
@@ -139,6 +154,8 @@ class Progress:
             if self._display is not None:
                 self._display.stop()
                 self._display = None
+                if not self.console.is_terminal:  # rich leaves the last line open there
+                    self.console.line()
         if self._error is not None:
             raise self._error
         if not self.quiet:
@@ -347,11 +364,11 @@ def _counts(counts: Counter[JobState]) -> str:
     return ", ".join(f"{counts[st]} {st.value}" for st in JobState if counts[st])
 
 
-def _labels(launchers: Iterable[Launcher]) -> dict[Launcher, str]:
+def _labels(launchers: Iterable[Any]) -> dict[Any, str]:
     """A short label per launcher: its name, with its destination when two share a name."""
     unique = list(dict.fromkeys(launchers))
     names = Counter(launcher.name for launcher in unique)
-    labels: dict[Launcher, str] = {}
+    labels: dict[Any, str] = {}
     for launcher in unique:
         label = launcher.name
         if names[label] > 1:
@@ -363,7 +380,7 @@ def _labels(launchers: Iterable[Launcher]) -> dict[Launcher, str]:
     return labels
 
 
-def _stderr(job: Job) -> str:
+def _stderr(job: Shown) -> str:
     """The job's stderr path, with its host when it is on another machine."""
     where = getattr(getattr(job.launcher, "connector", None), "destination", None)
     return f"{job.stderr} on {where}" if where is not None else str(job.stderr)

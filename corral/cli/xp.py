@@ -6,16 +6,20 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime
+from types import SimpleNamespace
+from typing import NamedTuple
 
 import click
 
 from corral.cli import cli
 from corral.cli.options import print_table, workspace_option
+from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import Workspace
 from corral.errors import ConnectorError, SubmissionError
 from corral.inventory import (
     STATES,
     ExperimentInfo,
+    JobInfo,
     RunInfo,
     format_age,
     list_experiments,
@@ -85,11 +89,57 @@ def _run(xp: ExperimentInfo, run_id: str | None) -> RunInfo:
 run_option = click.option("--run", "run_id", default=None, help="A run id (default: the latest).")
 
 
+_SHOWN_AS = {
+    "created": JobState.WAITING,
+    "waiting": JobState.WAITING,
+    "ready": JobState.READY,
+    "submitted": JobState.SUBMITTED,
+    "running": JobState.RUNNING,
+    "unknown": JobState.SUBMITTED,
+    "done": JobState.DONE,
+}
+"""The display's state of a job read from its files (others, lost and missing, are failed)."""
+
+
+class _Where(NamedTuple):
+    """A job's launcher as the display labels it: its name, and where when remote."""
+
+    name: str
+    connector: SimpleNamespace | None
+
+
+class _Shown:
+    """A job of the run as the live display shows it, brought up to date at each poll."""
+
+    def __init__(self, job: JobInfo) -> None:
+        self.update(job)
+
+    def update(self, job: JobInfo) -> None:
+        """Take the state ``job`` was read in."""
+        self.name = job.name
+        self.stderr = job.log_path(stderr=True)
+        self.launcher = _Where(
+            job.launcher or "local",
+            SimpleNamespace(destination=job.host) if job.remote else None,
+        )
+        failure = job.failure
+        if failure is None and job.state in ("lost", "missing"):
+            failure = Failure(FailureReason.LOST, f"the job is {job.state}")
+        self.failure = failure  # before the state: the display reads the state first
+        self.state = _SHOWN_AS.get(job.state, JobState.FAILED)
+
+
 @xp_group.command("wait")
 @click.argument("name")
 @run_option
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
 @click.option("--timeout", default=None, type=float, help="Give up after this many seconds.")
+@click.option(
+    "--live/--no-live",
+    default=None,
+    help="The live display (counts by state and launcher, running jobs, failures) rather "
+    "than a line per change. Default: on a terminal.",
+)
 @workspace_option
 @click.pass_context
 def wait_command(
@@ -99,6 +149,7 @@ def wait_command(
     run_id: str | None,
     interval: float,
     timeout: float | None,
+    live: bool | None,
 ) -> None:
     """Wait until every job of an experiment's run (started with wait=False) is final.
 
@@ -106,30 +157,42 @@ def wait_command(
     per host). Exits 1 if some failed, 2 on --timeout.
     """
     from corral import control
+    from corral.progress import Progress
 
     run = _run(read_experiment(workspace, name), run_id)
     jobs = run.jobs
     quiet = bool((ctx.find_root().obj or {}).get("quiet"))
+    shown = {j.identifier: _Shown(j) for j in jobs}
+    display = None
+    if not quiet and (live if live is not None else sys.stdout.isatty()):
+        display = Progress(lambda: list(shown.values()), title=f"{name} {run.run_id}", live=True)
+        display.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     last = ""
-    while True:
-        try:
-            jobs = control.refresh(workspace, jobs)
-        except (ConnectorError, SubmissionError) as exc:  # a host out of reach: try again
-            click.echo(f"corral: warning: {exc}", err=True)
-        counts = Counter(j.state for j in jobs)
-        line = f"{name} {run.run_id}: {counts['done']}/{len(jobs)} done ({summary(counts)})"
-        if line != last and not quiet:
-            stamp = datetime.now().strftime("%H:%M:%S")
-            click.echo(f"[{stamp}] {line}")
-            sys.stdout.flush()
-            last = line
-        if all(j.state in ENDED for j in jobs):
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            click.echo(f"timed out after {timeout:g} s", err=True)
-            ctx.exit(2)
-        time.sleep(interval)
+    try:
+        while True:
+            try:
+                jobs = control.refresh(workspace, jobs)
+            except (ConnectorError, SubmissionError) as exc:  # a host out of reach: try again
+                click.echo(f"corral: warning: {exc}", err=True)
+            for job in jobs:
+                shown[job.identifier].update(job)
+            counts = Counter(j.state for j in jobs)
+            line = f"{name} {run.run_id}: {counts['done']}/{len(jobs)} done ({summary(counts)})"
+            if line != last and not quiet and display is None:
+                stamp = datetime.now().strftime("%H:%M:%S")
+                click.echo(f"[{stamp}] {line}")
+                sys.stdout.flush()
+                last = line
+            if all(j.state in ENDED for j in jobs):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                click.echo(f"timed out after {timeout:g} s", err=True)
+                ctx.exit(2)
+            time.sleep(interval)
+    finally:
+        if display is not None:
+            display.stop()
     failed = [j for j in jobs if j.state != "done"]
     for job in failed:
         message = f": {job.failure.message}" if job.failure and job.failure.message else ""

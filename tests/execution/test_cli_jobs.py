@@ -235,3 +235,24 @@ def test_tables_use_rich_on_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     print_table(("ID", "STATE"), [["3fa2", "failed (oom)"]])
     assert capsys.readouterr().out == "ID    STATE\n3fa2  failed (oom)\n"
+
+
+def test_xp_wait_live_shows_the_progress_display(tmp_path, workspace, log):
+    with experiment(workspace, "watched", launcher=launcher(tmp_path), wait=False):
+        Record(name="quick", sleep=0.5, log=log).submit()
+        Fail(how="exit", log=log).submit()
+    waited = CliRunner().invoke(cli, ["xp", "wait", "watched", "--live", "--interval", "0.1",
+                                      "-w", str(workspace)])
+    assert waited.exit_code == 1
+    lines = waited.stdout.splitlines()
+    # the display: a progress line, the counts by state per launcher, the failures
+    assert lines[0].startswith("watched ") and "2/2 finished" in lines[0]
+    assert lines[1].split() == ["launcher", "waiting", "ready", "submitted", "running", "done",
+                                "failed"]
+    assert lines[2].split() == ["local", "0", "0", "0", "0", "1", "1"]
+    assert lines[3] == "failed" and lines[4].split()[1:4] == ["local", "failed", "SystemExit:"]
+    # then the summary line and the failed jobs, as without the display
+    assert any(line.startswith("corral: watched ") and "1 done, 1 failed" in line
+               for line in lines)
+    assert lines[-1].startswith("  Fail/") and "failed (failed)" in lines[-1]
+    assert not any(line.startswith("[") for line in lines)  # no log lines beside it
