@@ -50,7 +50,14 @@ for dir in corral tests benchmarks examples; do [[ -e $dir ]] && lint+=("$dir");
 python3 -m ruff check "${lint[@]}"
 python3 -m mypy
 site=$(mktemp -d)  # the docs site, built strictly, outside the repository
-NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site"; rm -rf "$site"
+# Not --quiet: it hides the warnings that --strict turns into a failure.
+if ! NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --site-dir "$site/html" >"$site/log" 2>&1; then
+    cat "$site/log" >&2
+    echo "test.sh: the documentation site does not build (mkdocs build --strict)" >&2
+    rm -rf "$site"
+    exit 1
+fi
+rm -rf "$site"
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 status=0
