@@ -322,6 +322,25 @@ def read_log(job: JobInfo, *, stderr: bool = False) -> str:
         raise ConfigError(f"{job.name} has no {Path(path).name} yet ({path})") from None
 
 
+SLURM_CHECK_EVERY = 5.0
+"""Seconds between two questions to SLURM while following a batch job's log: a job SLURM
+ends with a kill (over its memory, cancelled while pending) leaves no marker to wait for."""
+
+
+def _slurm_ended(job: JobInfo) -> bool:
+    """Whether SLURM (on this machine) has ended ``job``; False when it cannot tell."""
+    from corral.launchers import slurm_host
+    from corral.launchers.slurm_states import ACTIVE
+
+    if job.slurm_id is None:
+        return False
+    try:
+        states = slurm_host.states([job.slurm_id])
+    except Deferred:
+        return False
+    return states.get(job.slurm_id) not in ACTIVE  # absent: forgotten after MinJobAge
+
+
 def follow_log(
     workspace: Workspace, job: JobInfo, *, stderr: bool = False, interval: float = 0.2
 ) -> Iterator[str]:
@@ -332,11 +351,15 @@ def follow_log(
     path = job.log_path(stderr)
     position = 0
     finishing = False
+    asked = time.monotonic()
     while True:
         info = read_job(workspace, job.type_id, job.identifier)
         ended = info.final or info.state in ("lost", "missing")
         if job.remote:  # a local pointer to a directory on this machine
             ended = final_state(Path(job.directory)) is not None
+        if not ended and job.launcher == "slurm" and time.monotonic() - asked >= SLURM_CHECK_EVERY:
+            asked = time.monotonic()
+            ended = _slurm_ended(info)
         chunk = ""
         with suppress(FileNotFoundError), open(path, encoding="utf-8", errors="replace") as f:
             f.seek(position)
@@ -364,13 +387,24 @@ def _follow_remote(job: JobInfo, stderr: bool) -> Iterator[str]:
         # tail ends with the job's process (on the job's host: the pid is the job's there)
         yield from connector.stream(["tail", "-n", "+1", "-F", f"--pid={pid}", path])
         return
-    # a batch job's process is on a compute node: watch for its final marker instead
+    # A batch job's process is on a compute node: watch for its final marker instead, and
+    # ask SLURM now and then whether it ended the job without one.
+    from corral.launchers.slurm_states import ACTIVE, FORGOTTEN
+
+    every = int(SLURM_CHECK_EVERY)
+    active = "|".join(f"{state}*" for state in ACTIVE)
     script = (
-        'tail -n +1 -F "$1" 2>/dev/null & t=$!; '
-        'while [ ! -e "$2/done" ] && [ ! -e "$2/failed" ]; do sleep 1; done; '
-        "sleep 1; kill $t"
+        'tail -n +1 -F "$1" 2>/dev/null & t=$!; n=0; '
+        'while [ ! -e "$2/done" ] && [ ! -e "$2/failed" ]; do '
+        f'sleep 1; n=$((n + 1)); [ $((n % {every})) -eq 0 ] && [ -n "$3" ] || continue; '
+        's=$(squeue -h -j "$3" -t all -o %T 2>&1); r=$?; '
+        f'case "$s" in *"{FORGOTTEN}"*) break ;; esac; '
+        '[ "$r" -eq 0 ] || continue; '  # no answer from the controller: ask again later
+        f'case "$s" in {active}) ;; *) break ;; esac; '
+        "done; sleep 1; kill $t"
     )
-    yield from connector.stream(["sh", "-c", script, "follow", path, f"{job.directory}/.corral"])
+    argv = ["sh", "-c", script, "follow", path, f"{job.directory}/.corral", job.slurm_id or ""]
+    yield from connector.stream(argv)
 
 
 # --- removing --------------------------------------------------------------------------

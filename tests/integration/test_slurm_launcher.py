@@ -629,3 +629,41 @@ def test_fetch_copies_a_job_directory_back_from_the_cluster(
     copy = launcher.fetch(job, tmp_path / "copy")
     assert (copy / "out" / "result.txt").read_text() == "fetched"
     assert (copy / ".corral" / "done").exists() and (copy / "job.sh").exists()
+
+
+@pytest.mark.parametrize("over_ssh", [False, True], ids=["local", "ssh"])
+def test_jobs_log_follow_on_slurm_jobs_ends_with_the_job_marker_or_not(
+    slurm_cluster, ssh_host, rig, remote_workdir, tmp_path, over_ssh
+):
+    from click.testing import CliRunner
+
+    from corral.cli import cli
+    from tests.execution.tasks import Talk
+
+    def launcher(**options):
+        if not over_ssh:
+            return SlurmLauncher(time="5", **options)
+        return SlurmLauncher(SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config),
+                             workdir=remote_workdir, python=rig.python, time="5", **options)
+
+    def follow(job) -> tuple[str, float]:
+        started = time.monotonic()
+        out = CliRunner().invoke(cli, ["jobs", "log", "-f", job.identifier[:10], "-w", str(ws)],
+                                 catch_exceptions=False).output
+        return out, time.monotonic() - started
+
+    ws = tmp_path / "ws"
+    with experiment(ws, "talk", launcher=launcher(), wait=False) as xp:
+        Talk(lines=8).submit()
+    (talk,) = xp.jobs.values()
+    out, took = follow(talk)  # from before it starts until its done marker
+    assert out == "".join(f"line {i}\n" for i in range(8))
+    assert took >= 1.4  # it followed the job as it wrote
+    # A job SLURM ends without letting it write a marker (cancelled while pending): the
+    # follower learns it from SLURM.
+    with experiment(ws, "held", launcher=launcher(extra={"--hold": None}), wait=False) as xp:
+        Talk(lines=3).submit()
+    (held,) = xp.jobs.values()
+    slurm_cluster.command("scancel", held.handle["id"])
+    out, took = follow(held)
+    assert out == "" and took < 30
