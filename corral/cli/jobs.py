@@ -27,7 +27,9 @@ from corral.inventory import (
     parse_since,
 )
 
-CLEANABLE = ("failed", "lost")
+CLEANABLE = ("failed", "lost", "created")
+"""What ``corral jobs clean`` removes: failed jobs, and orphans (lost; created, never
+started: a client killed while starting them; this machine's only)."""
 
 
 @cli.group("jobs")
@@ -239,10 +241,13 @@ def rm_command(workspace: Workspace, job_ids: tuple[str, ...]) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @workspace_option
 def clean_command(workspace: Workspace, yes: bool) -> None:
-    """Remove the directories of failed and lost jobs (remote ones on their hosts too)."""
+    """Remove the directories of failed jobs and orphans: lost ones, and ones never started
+    (remote ones on their hosts too)."""
     from corral import control
 
-    jobs = list_jobs(workspace, states=CLEANABLE)
+    jobs = [
+        j for j in list_jobs(workspace, states=CLEANABLE) if j.state != "created" or not j.remote
+    ]
     if not jobs:
         click.echo(f"nothing to clean in {workspace.root}")
         return

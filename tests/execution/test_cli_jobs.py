@@ -140,6 +140,24 @@ def test_clean_removes_failed_jobs_after_confirmation(finished, workspace):
     assert "nothing to clean" in corral("jobs", "clean", "-w", str(workspace)).output
 
 
+def test_clean_removes_a_job_never_started_unless_a_client_is_starting_it(workspace):
+    from filelock import FileLock
+
+    from corral.core.workspace import SUBMIT_LOCK, state_dir
+
+    ws = Workspace(workspace)
+    orphan = ws.job_dir("tests.execution.tasks.Record", "a" * 64)  # its client died starting it
+    state_dir(orphan).mkdir(parents=True)
+    (orphan / "params.json").write_text("{}")
+    (orphan / "job.sh").write_text("#!/bin/bash\n")
+    assert [j.state for j in list_jobs(ws)] == ["created"]
+    with FileLock(state_dir(orphan) / SUBMIT_LOCK):  # a client is starting it right now
+        out = corral("jobs", "clean", "--yes", "-w", str(workspace)).output
+    assert "kept: a client is submitting it" in out and orphan.exists()
+    out = corral("jobs", "clean", "--yes", "-w", str(workspace)).output
+    assert f"Record/{'a' * 12}: removed" in out and not orphan.exists()
+
+
 def test_xp_ls_wait_and_kill(tmp_path, workspace, log):
     with experiment(workspace, "detached", launcher=launcher(tmp_path), wait=False):
         Record(name="quick", sleep=0.5, log=log).submit()
