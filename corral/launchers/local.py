@@ -40,6 +40,7 @@ class LocalLauncher(HostLauncher):
     :param slots_dir: where the slot lock files are (default: the machine's,
         ``$CORRAL_SLOTS_DIR`` or ``/tmp/corral-slots``).
     :param cancel_grace: seconds between SIGTERM and SIGKILL when a job is cancelled.
+    :param connector: a :class:`LocalConnector` (the default) or a subclass of it.
     """
 
     name = "local"
@@ -55,6 +56,12 @@ class LocalLauncher(HostLauncher):
         slots_dir: str | os.PathLike[str] | None = None,
         cancel_grace: float = 10.0,
     ) -> None:
+        if connector is not None and not isinstance(connector, LocalConnector):
+            # it starts and watches processes here: files elsewhere would never meet them
+            raise ConfigError(
+                f"local launcher: connector must be a LocalConnector, got "
+                f"{type(connector).__name__} (for another host, use the ssh launcher)"
+            )
         super().__init__(connector or LocalConnector(), python=python)
         self.slots = SlotBudget(
             "local launcher", cpus if cpus is not None else (os.cpu_count() or 1), gpus

@@ -414,6 +414,9 @@ LAUNCHER_CASES = [
                  "local launcher: cpus must be a positive int, got 0", id="local-zero-cpus"),
     pytest.param(lambda t: LocalLauncher(cancel_grace=-1), ConfigError,
                  "local launcher: cancel_grace must be >= 0, got -1", id="local-negative-grace"),
+    pytest.param(lambda t: LocalLauncher(connector=SSHConnector("me@box")), ConfigError,
+                 "local launcher: connector must be a LocalConnector, got SSHConnector (for "
+                 "another host, use the ssh launcher)", id="local-with-an-ssh-connector"),
     pytest.param(lambda t: SSHConnector("bob@box", user="alice"), ConfigError,
                  "SSH host 'bob@box': user given twice with different values",
                  id="ssh-two-users"),
