@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -667,3 +668,18 @@ def test_jobs_log_follow_on_slurm_jobs_ends_with_the_job_marker_or_not(
     slurm_cluster.command("scancel", held.handle["id"])
     out, took = follow(held)
     assert out == "" and took < 30
+
+
+def test_ready_jobs_beyond_max_array_size_go_out_in_chunks(slurm_cluster, tmp_path, mocker):
+    launcher = SlurmLauncher(time="5")
+    # read from the controller: indices 0..MaxArraySize-1 (Slurm's default 1001)
+    assert launcher.max_array_size() == 1000
+    mocker.patch.object(launcher, "max_array_size", return_value=20)  # a stricter cluster
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "chunks", launcher=launcher) as xp:
+        for i in range(45):
+            Record(name=f"c{i}", log=log).submit()
+    assert len(read_log(log)) == 45
+    assert launcher.counts["sbatch"] == 3
+    sizes = sorted(Counter(j.handle["array"] for j in xp.jobs.values()).values())
+    assert sizes == [5, 20, 20]
