@@ -118,7 +118,7 @@ def recover(request: dict[str, Any]) -> Any:
 
 def start(request: dict[str, Any]) -> Any:
     """``{"launcher", "jobs": [{"dir", "files"}], "snapshots"?, "sbatch"?}`` → per job
-    ``{"status", "handle", "new", "tried"}`` (``tried``: it went to the spawn, e.g. sbatch).
+    ``{"status", "handle", "tried"}`` (``tried``: it went to the spawn, e.g. sbatch).
 
     ``"snapshots": [{"hash", "dir", "archive" or "source"}]`` are the code snapshots the
     jobs import from, written first where missing. With ``"sbatch": {wrapper path, options,
@@ -138,19 +138,15 @@ def start(request: dict[str, Any]) -> Any:
             slurm_host.resolve_submissions([d for d, _ in entries], write=_write)
         except hostjobs.Deferred as exc:  # a submission SLURM may know: submit nothing now
             status = _status_json(hostjobs.not_yet(exc))
-            return [{"status": status, "handle": None, "new": False, "tried": False}
-                    for _ in entries]
+            return [{"status": status, "handle": None, "tried": False} for _ in entries]
         chosen = slurm_host.sbatch_spawn(request["sbatch"], _write)
     else:
         chosen = _spawn
-    spawned: list[Any] = []
     tried: set[Path] = set()
 
     def spawn(dirs: list[Path]) -> list[Any]:
         tried.update(dirs)
-        handles = chosen(dirs)
-        spawned.extend(handles)
-        return handles
+        return chosen(dirs)
 
     started = hostjobs.start(
         entries,
@@ -160,8 +156,7 @@ def start(request: dict[str, Any]) -> Any:
         write=_write,
     )
     return [
-        {"status": _status_json(s), "handle": h, "new": any(h is x for x in spawned),
-         "tried": job_dir in tried}
+        {"status": _status_json(s), "handle": h, "tried": job_dir in tried}
         for (job_dir, _), (s, h) in zip(entries, started, strict=True)
     ]
 

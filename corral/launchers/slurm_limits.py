@@ -59,11 +59,14 @@ class SubmitBudget:
             self.learned = len(self.active)
         else:
             self.learned = max(1, min(attempted, self.learned or attempted) // 2)
-        self.unanswered()
+        self._hold_back()
 
     def unanswered(self) -> None:
         """SLURM did not answer (a controller timing out or restarting): hold back, with
         the same backoff, but learn no limit from it."""
+        self._hold_back()
+
+    def _hold_back(self) -> None:
         self._paused_until = self._clock() + self._pause
         self._pause = min(self._pause * 2, MAX_PAUSE)
 
