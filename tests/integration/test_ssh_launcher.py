@@ -85,8 +85,65 @@ assert not Path(args["workdir"]).exists() or not any(Path(args["workdir"]).iterd
 
 def ssh(alias, cpus, gpus):
     return SSHLauncher(SSHConnector(alias, config_file=args["config"]),
-                       workdir=args["workdir"], python=args["python"], cpus=cpus, gpus=gpus)
+                       workdir=args["workdir"], python=args["python"], cpus=cpus, gpus=gpus,
+                       cancel_grace=args.get("cancel_grace", 10.0))
 
+
+def cancel(launcher):
+    # Start a job leaving a child that ignores SIGTERM, cancel it: its final state.
+    from corral.core.workspace import Workspace
+    from corral.testing import make_job, run_until_final
+    from tests.execution.spawn_tasks import SpawnAndSleep
+
+    workspace = Workspace(args["local"])
+    job = make_job(SpawnAndSleep(token=args["tag"]), launcher, workspace)
+    launcher.start([job], workspace)
+    path, deadline = f"{job.directory}/child.pid", time.monotonic() + 60
+    while not (launcher.ssh.exists(path) and launcher.ssh.read_text(path)):
+        assert time.monotonic() < deadline, "the job never wrote its child's pid"
+        time.sleep(0.05)
+    child = int(launcher.ssh.read_text(path))
+    launcher.cancel([job])
+    state, failure = run_until_final(launcher, job)
+    return {"child": child, "state": state.value, "reason": failure and failure.reason.value}
+
+
+def import_error(launcher):
+    # A task module only this client can import: without a snapshot, then with one.
+    from corral import JobFailedError
+
+    sys.path.insert(0, args["modules"])
+    from clientonly.tasks import OnlyHere
+
+    try:
+        with experiment(args["local"], "import", launcher=launcher, snapshot=False):
+            OnlyHere(x=1).submit()
+    except JobFailedError as e:
+        (failure,) = e.failures
+        without = [failure.reason, failure.message]
+    with experiment(args["local"], "import", launcher=launcher):
+        OnlyHere(x=2).submit()
+    return {"without": without, "with": "done"}
+
+
+def submit_one(launcher):
+    # Submit one job: the error it raises, if any.
+    from corral import CorralError
+
+    try:
+        with experiment(args["local"], "one", launcher=launcher):
+            Record(name="one", log="/dev/null").submit()
+    except CorralError as e:
+        return {"error": type(e).__name__, "message": str(e)}
+    return {"error": None}
+
+
+SCENARIOS = {"cancel": cancel, "import": import_error, "submit": submit_one}
+if args["what"] in SCENARIOS:
+    launcher = ssh(args["alias"], 2, 0)
+    print(json.dumps(SCENARIOS[args["what"]](launcher)))
+    print("finished", flush=True)
+    sys.exit(0)
 
 if args["what"] == "pool":
     launcher = SSHLauncher.pool([ssh(h["alias"], h["cpus"], h["gpus"]) for h in args["hosts"]])
@@ -288,7 +345,7 @@ def test_pointer_is_written_for_jobs_found_by_a_rerun(ssh_host, rig, workdir, tm
 
 
 def test_missing_module_on_the_host_fails_with_reason_import_unless_snapshot(
-    ssh_host, rig, workdir, tmp_path
+    ssh_host, rig, workdir, tmp_path, client_script
 ):
     # tmp_path is root's (mode 700): the module is importable here, not by the remote user
     (tmp_path / "clientonly").mkdir()
@@ -297,42 +354,27 @@ def test_missing_module_on_the_host_fails_with_reason_import_unless_snapshot(
         "from corral import Param, Task\n"
         "class OnlyHere(Task):\n    x: Param[int]\n    def execute(self):\n        pass\n"
     )
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from clientonly.tasks import OnlyHere
-    finally:
-        sys.path.remove(str(tmp_path))
-    from corral import JobFailedError
-
-    launcher = launcher_for(ssh_host, rig, workdir)
-    with pytest.raises(JobFailedError) as e:
-        with experiment(tmp_path / "ws", "import", launcher=launcher, snapshot=False):
-            OnlyHere(x=1).submit()
-    (failure,) = e.value.failures
-    assert failure.reason == "import"
-    assert "ModuleNotFoundError: No module named 'clientonly'" in failure.message
-    # with a code snapshot (the default), the module travels with the job
-    with experiment(tmp_path / "ws", "import", launcher=launcher):
-        OnlyHere(x=2).submit()
+    args = client_args(ssh_host, rig, workdir, tmp_path, what="import", modules=str(tmp_path))
+    out = json.loads(finish(hidden_home_client(client_script, **args)).splitlines()[0])
+    reason, message = out["without"]
+    assert reason == "import"
+    assert "ModuleNotFoundError: No module named 'clientonly'" in message
+    assert out["with"] == "done"  # with a code snapshot (the default), the module travels
 
 
-def test_missing_remote_corral_is_a_clear_error(ssh_host, workdir, tmp_path):
-    launcher = SSHLauncher(SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config),
-                           workdir=workdir, python="/usr/bin/python3")
-    with pytest.raises(SubmissionError) as e:
-        with experiment(tmp_path / "ws", "nocorral", launcher=launcher):
-            Record(name="x", log="/dev/null").submit()
-    message = str(e.value)
-    assert "cannot use python '/usr/bin/python3' on corraltest@127.0.0.1" in message
-    assert "No module named 'corral'" in message
+def test_missing_remote_corral_is_a_clear_error(ssh_host, rig, workdir, tmp_path, client_script):
+    args = client_args(ssh_host, rig, workdir, tmp_path, what="submit", python="/usr/bin/python3")
+    out = json.loads(finish(hidden_home_client(client_script, **args)).splitlines()[0])
+    assert out["error"] == "SubmissionError"
+    assert "cannot use python '/usr/bin/python3' on corraltest@127.0.0.1" in out["message"]
+    assert "No module named 'corral'" in out["message"]
 
 
-def test_missing_remote_python_is_a_clear_error(ssh_host, workdir, tmp_path):
-    launcher = SSHLauncher(SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config),
-                           workdir=workdir, python="/opt/nope/python3")
-    with pytest.raises(SubmissionError, match="cannot use python '/opt/nope/python3'"):
-        with experiment(tmp_path / "ws", "nopython", launcher=launcher):
-            Record(name="x", log="/dev/null").submit()
+def test_missing_remote_python_is_a_clear_error(ssh_host, rig, workdir, tmp_path, client_script):
+    args = client_args(ssh_host, rig, workdir, tmp_path, what="submit", python="/opt/nope/python3")
+    out = json.loads(finish(hidden_home_client(client_script, **args)).splitlines()[0])
+    assert out["error"] == "SubmissionError"
+    assert "cannot use python '/opt/nope/python3'" in out["message"]
 
 
 def test_dependency_on_another_host_is_refused(ssh_host, rig, workdir, tmp_path):
@@ -517,29 +559,14 @@ def test_gpu_leases_are_the_machines_across_workdirs(
 
 @pytest.mark.parametrize("which", ["ssh_host", "ssh_host2"])
 def test_cancel_kills_what_survives_sigterm_in_the_process_group(
-    request, rig, workdir, tmp_path, which
+    request, rig, workdir, tmp_path, client_script, which
 ):
-    from corral.core.job import FailureReason, JobState
-    from corral.core.workspace import Workspace
-    from corral.testing import make_job, run_until_final
-    from tests.execution.spawn_tasks import SpawnAndSleep
-
     host = request.getfixturevalue(which)
-    launcher = launcher_for(host, rig, workdir, cancel_grace=1.0)
-    workspace = Workspace(tmp_path / "ws")
-    job = make_job(SpawnAndSleep(token=which), launcher, workspace)
-    launcher.start([job], workspace)
+    args = client_args(host, rig, workdir, tmp_path, what="cancel", tag=which, cancel_grace=1.0)
+    out = json.loads(finish(hidden_home_client(client_script, **args)).splitlines()[0])
+    assert (out["state"], out["reason"]) == ("failed", "killed")
     c = SSHConnector(host.alias, config_file=host.ssh_config)
-    path = wait_remote(c, f"{job.directory}/child.pid")
-    while not c.read_text(path):  # created, not written yet
-        time.sleep(0.05)
-    child = int(c.read_text(path))
-    assert remote_alive(c, child)
-    launcher.cancel([job])
-    assert not remote_alive(c, child)  # it ignored SIGTERM: SIGKILL after the grace
-    state, failure = run_until_final(launcher, job)
-    assert state is JobState.FAILED
-    assert failure is not None and failure.reason is FailureReason.KILLED
+    assert not remote_alive(c, out["child"])  # it ignored SIGTERM: SIGKILL after the grace
 
 
 def test_fetch_a_job_directory_and_follow_its_log(ssh_host, rig, workdir, tmp_path):
