@@ -65,20 +65,31 @@ class TestSlurmLauncherOverSSH(LauncherConformance):
         )
 
 
-def test_seed_tasks_run_on_slurm(slurm_cluster, tmp_path):
+@pytest.mark.parametrize("over_ssh", [False, True], ids=["local", "ssh"])
+def test_seed_tasks_run_on_slurm(slurm_cluster, ssh_host, rig, remote_workdir, tmp_path, over_ssh):
     from tests.execution.seed_execution import Evaluate, SampledFold, WritingModelLearn
     from tests.seed_tasks import Dataset, Documents, Model, Topics
 
-    log = tmp_path / "log"
-    launcher = SlurmLauncher(time="5")
+    if over_ssh:  # job directories and the log on the login node's side
+        ssh = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+        launcher = SlurmLauncher(ssh, workdir=remote_workdir, python=rig.python, time="5")
+        log = f"{remote_workdir}-log"
+    else:
+        launcher, log = SlurmLauncher(time="5"), str(tmp_path / "log")
     with experiment(tmp_path / "ws", "seed", launcher=launcher):
         learn = WritingModelLearn(model=Model(hidden=9))
         learn.submit()
         fold = SampledFold(dataset=Dataset(topics=Topics(path="/t"), documents=Documents(path="/d")),
-                           log=str(log))
-        Evaluate(dataset=fold.submit(), log=str(log)).submit()
-    assert learn.parameters.read_bytes() == b"weights of 9"
-    records = {r["name"]: r for r in read_log(log)}
+                           log=log)
+        Evaluate(dataset=fold.submit(), log=log).submit()
+    if over_ssh:
+        assert ssh.read_text(str(learn.parameters)) == "weights of 9"
+        lines = ssh.read_text(log).splitlines()
+        ssh.run(["rm", "-f", "--", log])
+    else:
+        assert learn.parameters.read_bytes() == b"weights of 9"
+        lines = Path(log).read_text().splitlines()
+    records = {r["name"]: r for r in map(json.loads, lines)}
     assert records["evaluate"]["start"] >= records["fold"]["end"]
 
 
