@@ -330,15 +330,13 @@ ends with a kill (over its memory, cancelled while pending) leaves no marker to 
 def _slurm_ended(job: JobInfo) -> bool:
     """Whether SLURM (on this machine) has ended ``job``; False when it cannot tell."""
     from corral.launchers import slurm_host
-    from corral.launchers.slurm_states import ACTIVE
 
     if job.slurm_id is None:
         return False
     try:
-        states = slurm_host.states([job.slurm_id])
+        return not slurm_host.alive([job.handle])[0]
     except Deferred:
         return False
-    return states.get(job.slurm_id) not in ACTIVE  # absent: forgotten after MinJobAge
 
 
 def follow_log(

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -163,7 +162,7 @@ def _mtime(path: str) -> float | None:
 def read_job(workspace: Workspace, type_id: str, identifier: str) -> JobInfo:
     """One job, from its local directory (state ``missing`` when it has none)."""
     local = workspace.job_dir(type_id, identifier)
-    return _job(local, type_id, identifier, socket.gethostname())
+    return _job(local, type_id, identifier, procs.hostname())
 
 
 def _job(local: Path, type_id: str, identifier: str, here: str) -> JobInfo:
@@ -260,7 +259,7 @@ def list_jobs(
     """Every job of ``workspace``, oldest first; only those in ``states`` and launched (or
     written) at or after ``since`` when given."""
     wanted = set(states) if states is not None else None
-    here = socket.gethostname()
+    here = procs.hostname()
     jobs = []
     for type_id, ident, local in job_dirs(workspace):
         info = _job(local, type_id, ident, here)
@@ -356,7 +355,7 @@ class ExperimentInfo:
 def read_run(workspace: Workspace, name: str, run_id: str) -> RunInfo:
     """A run of experiment ``name``, with the current state of each job it submitted."""
     path = workspace.experiments / name / "runs" / f"{run_id}.jsonl"
-    here = socket.gethostname()
+    here = procs.hostname()
     seen: dict[tuple[str, str], str] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -142,7 +141,7 @@ def start(
                     write_failure(entries[i][0], failure, write)
                     result[i] = ((JobState.FAILED, failure), None)
                 return [r for r in result if r is not None]
-            host = socket.gethostname()
+            host = procs.hostname()
             for i, handle in zip(fresh, handles, strict=True):
                 record = {"launcher": launcher, "handle": handle, "host": host, "time": time.time()}
                 write(state_dir(entries[i][0]) / LAUNCH, json.dumps(record, sort_keys=True), 0o644)
