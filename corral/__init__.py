@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from corral._version import __version__
 from corral.core.config import Config
 from corral.core.fields import Constant, Meta, Param, field, pathgenerator, tag
 from corral.core.identity import identifier
@@ -21,27 +22,33 @@ from corral.errors import (
 )
 
 if TYPE_CHECKING:
+    from corral.app.choose import find_launcher, launcher
+    from corral.app.experiment import experiment
+    from corral.app.finder import match_hosts
+    from corral.app.hosts import load_hosts
+    from corral.app.plugins import Plugins
     from corral.core.cache import cache
-    from corral.core.experiment import experiment
     from corral.core.hooks import SubmitHook, submit_hook_decorator
-    from corral.core.job import Job, Secret
+    from corral.core.job import Job, JobState, Secret
     from corral.core.launcher import Launcher
-    from corral.explain import explain
-    from corral.finder import find_launcher
-    from corral.hosts import launcher
-
-__version__ = "0.1.0"
+    from corral.ops.explain import explain
+    from corral.plugins.markers import hookimpl
 
 # Imported on first use, so that a job process (``python -m corral.run``) starts fast.
 _LAZY = {
     "cache": "corral.core.cache",
-    "experiment": "corral.core.experiment",
-    "explain": "corral.explain",
+    "experiment": "corral.app.experiment",
+    "explain": "corral.ops.explain",
     "SubmitHook": "corral.core.hooks",
     "submit_hook_decorator": "corral.core.hooks",
     "Job": "corral.core.job",
-    "find_launcher": "corral.finder",
-    "launcher": "corral.hosts",
+    "JobState": "corral.core.job",
+    "find_launcher": "corral.app.choose",
+    "hookimpl": "corral.plugins.markers",
+    "launcher": "corral.app.choose",
+    "load_hosts": "corral.app.hosts",
+    "match_hosts": "corral.app.finder",
+    "Plugins": "corral.app.plugins",
     "Secret": "corral.core.job",
     "Launcher": "corral.core.launcher",
 }
@@ -68,10 +75,12 @@ __all__ = [
     "HostKeyError",
     "Job",
     "JobFailedError",
+    "JobState",
     "Launcher",
     "Meta",
     "Param",
     "PluginError",
+    "Plugins",
     "ResumableTask",
     "Secret",
     "SubmissionError",
@@ -84,8 +93,11 @@ __all__ = [
     "explain",
     "field",
     "find_launcher",
+    "hookimpl",
     "identifier",
     "launcher",
+    "load_hosts",
+    "match_hosts",
     "pathgenerator",
     "submit_hook_decorator",
     "tag",

@@ -2,7 +2,7 @@
 
 import sys
 
-from corral.core.runner import main
+from corral.host.runner import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import click
 
-from corral import __version__
+from corral._version import __version__
 from corral.errors import CorralError
 
 

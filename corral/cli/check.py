@@ -1,7 +1,7 @@
 """``corral check HOST``: a doctor for a declared host, one PASS/FAIL line per check.
 
 Checks, in order: the host's declaration builds a launcher; over SSH, the connection and
-the host key; the job python and its corral (``python -m corral.agent version``, as the
+the host key; the job python and its corral (``python -m corral.host.agent version``, as the
 launcher runs it); for SLURM, the commands, accounting, partitions and accounts; the
 workdir and its free disk space. Nothing is created or submitted.
 """
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from corral.connectors.ssh_config import Destination
     from corral.core.launcher import Launcher
     from corral.launchers.slurm import SlurmLauncher
-    from corral.plugins.manager import Plugins
+    from corral.plugins.manager import PluginManager
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 COLORS = {PASS: "green", FAIL: "red", WARN: "yellow", SKIP: "bright_black"}
@@ -110,7 +110,9 @@ class Doctor:
     :param min_free: the free disk space (bytes) below which the disk check fails.
     """
 
-    def __init__(self, name: str, *, workspace: Path, min_free: float, plugins: Plugins) -> None:
+    def __init__(
+        self, name: str, *, workspace: Path, min_free: float, plugins: PluginManager
+    ) -> None:
         self.name = name
         self.workspace = workspace
         self.min_free = min_free
@@ -119,8 +121,8 @@ class Doctor:
 
     def run(self) -> Iterator[Outcome]:
         """Run every check, yielding each outcome as soon as it is known."""
+        from corral.app.hosts import load_hosts
         from corral.connectors.ssh import SSHConnector
-        from corral.hosts import load_hosts
 
         try:
             config = load_hosts(self.workspace)
@@ -197,28 +199,29 @@ class Doctor:
         return PASS, f"{dest}{alias} in {time.monotonic() - started:.2f} s"
 
     def python(self, launcher: Launcher) -> tuple[str, str]:
-        """The job python runs ``corral.agent`` with a corral of this client's version."""
-        from corral import __version__
-        from corral.launchers.host import Host
+        """The job python runs ``corral.host.agent`` with a corral of this client's version."""
+        from corral._version import __version__
+        from corral.launchers.remote import Host
 
         host = getattr(launcher, "host", None)
         if isinstance(host, Host) and host.remote:
             try:
-                info = host.call("version", {})
+                info = host.agent.version()
             except SubmissionError as exc:
                 if exc.returncode is None:
                     raise
                 tail = exc.stderr.strip().splitlines()[-1:] or ["(no output)"]
                 return FAIL, (
-                    f"{host.python} -m corral.agent version on {host}: exit code "
+                    f"{host.python} -m corral.host.agent version on {host}: exit code "
                     f"{exc.returncode}: {tail[0]} (python = an interpreter with corral "
                     f"{__version__})"
                 )
         else:
-            argv = [launcher.python, "-m", "corral.agent", "version"]
+            argv = [launcher.python, "-m", "corral.host.agent", "version"]
             result = launcher.connector.run(argv, input="{}", timeout=TIMEOUT)
             if not result.ok:
-                return FAIL, f"{launcher.python} -m corral.agent version failed: {_tail(result)}"
+                command = f"{launcher.python} -m corral.host.agent version"
+                return FAIL, f"{command} failed: {_tail(result)}"
             info = json.loads(result.stdout)
         have = f"{info['executable']}: Python {info['python']}, corral {info['corral']}"
         if info["corral"].split(".")[:2] != __version__.split(".")[:2]:
@@ -288,7 +291,7 @@ class Doctor:
 
     def _facts(self, launcher: Launcher) -> list[str]:
         if self._workdir is None:
-            from corral.launchers.host import Host
+            from corral.launchers.remote import Host
 
             host = getattr(launcher, "host", None)
             workdir = host.workdir if isinstance(host, Host) else None
@@ -341,10 +344,10 @@ def check_command(ctx: click.Context, host: str, workspace: Path | None, min_fre
 
     Exits with 1 when a check fails (WARN does not fail). With -q, prints failures only.
     """
+    from corral.app.finder import parse_size
+    from corral.app.plugins import Plugins
     from corral.cli.options import WORKSPACE_ENV
     from corral.connectors.ssh import close_all
-    from corral.finder import parse_size
-    from corral.plugins.manager import Plugins
 
     if workspace is None:
         workspace = Path(os.environ.get(WORKSPACE_ENV) or "workspace")

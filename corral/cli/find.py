@@ -24,12 +24,12 @@ def find_command(ctx: click.Context, query: str, workspace: Path | None) -> None
     =, >=, <=, >, <. The first matching host is the one find_launcher() picks. Exits with
     1 when no host matches.
     """
+    from corral.app.finder import match_hosts
+    from corral.app.hosts import load_hosts
     from corral.cli.options import WORKSPACE_ENV
-    from corral.finder import explain
-    from corral.hosts import load_hosts
 
     config = load_hosts(workspace or os.environ.get(WORKSPACE_ENV) or None)
-    results = explain(query, hosts=config)
+    results = match_hosts(query, hosts=config)
     if not results:
         click.echo(f"no host is declared (looked in {config.describe_search()})", err=True)
         ctx.exit(1)

@@ -26,7 +26,7 @@ def _size(n: float) -> str:
 def gc_command(workspace: Workspace, dry_run: bool, yes: bool) -> None:
     """Remove the code snapshots (WORKSPACE/code/<hash>) that no job's params.json refers
     to and no running experiment holds."""
-    from corral.cleanup import collect_garbage, find_garbage
+    from corral.ops.cleanup import collect_garbage, find_garbage
 
     garbage = find_garbage(workspace)
     if not garbage:

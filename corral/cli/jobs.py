@@ -14,22 +14,19 @@ from typing import Any
 
 import click
 
+from corral.app.plugins import Plugins
 from corral.cli import cli
 from corral.cli.options import print_table, workspace_option
+from corral.core.script import parse_job_script
 from corral.core.workspace import Workspace, read_json
-from corral.inventory import (
+from corral.ops.inventory import (
     STATES,
     JobInfo,
     find_job,
     format_age,
     list_jobs,
-    parse_job_script,
     parse_since,
 )
-
-CLEANABLE = ("failed", "lost", "created")
-"""What ``corral jobs clean`` removes: failed jobs, and orphans (lost; created, never
-started: a client killed while starting them; this machine's only)."""
 
 
 @cli.group("jobs")
@@ -62,7 +59,7 @@ JOB_HEADERS = ("ID", "TASK", "LAUNCHER", "HOST", "STATE", "SLURM", "AGE")
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(STATES),
+    type=click.Choice([s.value for s in STATES]),
     help="Only jobs in this state (repeatable).",
 )
 @click.option("--since", default=None, help="Only jobs launched since: 2h, 30m, 1d or an ISO date.")
@@ -198,13 +195,14 @@ def _params_text(job: JobInfo) -> str:
 @workspace_option
 def log_command(workspace: Workspace, job_id: str, follow: bool, err: bool) -> None:
     """Print a job's stdout (or stderr); remote logs are read over SSH."""
-    from corral import control
+    from corral.ops import control
 
     job = find_job(workspace, job_id)
+    plugins = Plugins()
     if not follow:
-        click.echo(control.read_log(job, stderr=err), nl=False)
+        click.echo(control.read_log(job, plugins, stderr=err), nl=False)
         return
-    for chunk in control.follow_log(workspace, job, stderr=err):
+    for chunk in control.follow_log(workspace, job, plugins, stderr=err):
         click.echo(chunk, nl=False)
 
 
@@ -216,10 +214,10 @@ def log_command(workspace: Workspace, job_id: str, follow: bool, err: bool) -> N
 @workspace_option
 def kill_command(workspace: Workspace, job_ids: tuple[str, ...], grace: float) -> None:
     """Stop jobs: their process groups, on their hosts, or with scancel."""
-    from corral import control
+    from corral.ops import control
 
     jobs = {j.identifier: j for j in (find_job(workspace, ref) for ref in job_ids)}
-    outcome = control.kill(workspace, list(jobs.values()), grace=grace)
+    outcome = control.kill(workspace, list(jobs.values()), Plugins(), grace=grace)
     for ident, what in outcome.items():
         click.echo(f"{jobs[ident].name}: {what}")
 
@@ -230,10 +228,10 @@ def kill_command(workspace: Workspace, job_ids: tuple[str, ...], grace: float) -
 def rm_command(workspace: Workspace, job_ids: tuple[str, ...]) -> None:
     """Remove jobs that are over (done, failed, lost), remote ones on their hosts too;
     refused while one runs or a pending job depends on it."""
-    from corral.cleanup import remove_jobs
+    from corral.ops.cleanup import remove_jobs
 
     jobs = {j.identifier: j for j in (find_job(workspace, ref) for ref in job_ids)}
-    for ident, what in remove_jobs(workspace, list(jobs.values())).items():
+    for ident, what in remove_jobs(workspace, list(jobs.values()), Plugins()).items():
         click.echo(f"{jobs[ident].name}: {what}")
 
 
@@ -242,11 +240,12 @@ def rm_command(workspace: Workspace, job_ids: tuple[str, ...]) -> None:
 @workspace_option
 def clean_command(workspace: Workspace, yes: bool) -> None:
     """Remove the directories of failed jobs and orphans: lost ones, and ones never started
-    (remote ones on their hosts too)."""
-    from corral import control
+    (a client killed while starting them; remote ones on their hosts too)."""
+    from corral.ops import control
 
+    cleanable = [s for s in STATES if s.cleanable]
     jobs = [
-        j for j in list_jobs(workspace, states=CLEANABLE) if j.state != "created" or not j.remote
+        j for j in list_jobs(workspace, states=cleanable) if j.state != "created" or not j.remote
     ]
     if not jobs:
         click.echo(f"nothing to clean in {workspace.root}")
@@ -258,7 +257,7 @@ def clean_command(workspace: Workspace, yes: bool) -> None:
         return
     by_id = {j.identifier: j for j in jobs}
     removed = 0
-    for ident, what in control.remove(jobs).items():
+    for ident, what in control.remove(jobs, Plugins()).items():
         removed += what.startswith("removed")
         click.echo(f"{by_id[ident].name}: {what}")
     click.echo(f"{removed} of {len(jobs)} removed")

@@ -10,7 +10,7 @@ from corral.cli import cli
 @cli.command("plugins")
 def plugins_command() -> None:
     """List launchers, connectors and hook implementations, with their plugins."""
-    from corral.plugins.manager import Plugins
+    from corral.app.plugins import Plugins
 
     plugins = Plugins()
 

@@ -77,7 +77,7 @@ def why_command(
         ctx.exit(run_dry(Path(target), args, "why", **{EXPLAIN_ENV: "1"}))
     if args:
         raise ConfigError(f"why: arguments {' '.join(args)!r} go with a script, not a config")
-    from corral.explain import explain
+    from corral.ops.explain import explain
 
     workspace = open_workspace(workspace_dir)
     click.echo(explain(load_config(target), workspace).render())

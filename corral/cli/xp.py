@@ -11,12 +11,13 @@ from typing import NamedTuple
 
 import click
 
+from corral.app.plugins import Plugins
 from corral.cli import cli
 from corral.cli.options import print_table, workspace_option
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import Workspace
 from corral.errors import ConnectorError, SubmissionError
-from corral.inventory import (
+from corral.ops.inventory import (
     STATES,
     ExperimentInfo,
     JobInfo,
@@ -26,17 +27,14 @@ from corral.inventory import (
     read_experiment,
 )
 
-ENDED = frozenset({"done", "failed", "lost", "missing"})
-"""States a job does not leave without another run (``lost`` and ``missing`` count as failed)."""
-
 
 @cli.group("xp")
 def xp_group() -> None:
     """The experiments of a workspace."""
 
 
-def summary(counts: Counter[str]) -> str:
-    """``3 done, 1 failed`` in the order of :data:`~corral.inventory.STATES`."""
+def summary(counts: Counter[JobState]) -> str:
+    """``3 done, 1 failed`` in the order of :data:`~corral.ops.inventory.STATES`."""
     parts = [f"{counts[s]} {s}" for s in STATES if counts.get(s)]
     return ", ".join(parts) if parts else "no jobs"
 
@@ -89,18 +87,6 @@ def _run(xp: ExperimentInfo, run_id: str | None) -> RunInfo:
 run_option = click.option("--run", "run_id", default=None, help="A run id (default: the latest).")
 
 
-_SHOWN_AS = {
-    "created": JobState.WAITING,
-    "waiting": JobState.WAITING,
-    "ready": JobState.READY,
-    "submitted": JobState.SUBMITTED,
-    "running": JobState.RUNNING,
-    "unknown": JobState.SUBMITTED,
-    "done": JobState.DONE,
-}
-"""The display's state of a job read from its files (others, lost and missing, are failed)."""
-
-
 class _Where(NamedTuple):
     """A job's launcher as the display labels it: its name, and where when remote."""
 
@@ -123,10 +109,10 @@ class _Shown:
             SimpleNamespace(destination=job.host) if job.remote else None,
         )
         failure = job.failure
-        if failure is None and job.state in ("lost", "missing"):
+        if failure is None and job.state in (JobState.LOST, JobState.MISSING):
             failure = Failure(FailureReason.LOST, f"the job is {job.state}")
         self.failure = failure  # before the state: the display reads the state first
-        self.state = _SHOWN_AS.get(job.state, JobState.FAILED)
+        self.state = job.state.progress
 
 
 @xp_group.command("wait")
@@ -156,11 +142,12 @@ def wait_command(
     Polls the job directories here and, for remote jobs, their hosts (one agent command
     per host). Exits 1 if some failed, 2 on --timeout.
     """
-    from corral import control
-    from corral.progress import Progress
+    from corral.ops import control
+    from corral.ops.progress import Progress
 
     run = _run(read_experiment(workspace, name), run_id)
     jobs = run.jobs
+    plugins = Plugins()
     quiet = bool((ctx.find_root().obj or {}).get("quiet"))
     shown = {j.identifier: _Shown(j) for j in jobs}
     display = None
@@ -172,19 +159,20 @@ def wait_command(
     try:
         while True:
             try:
-                jobs = control.refresh(workspace, jobs)
+                jobs = control.refresh(workspace, jobs, plugins)
             except (ConnectorError, SubmissionError) as exc:  # a host out of reach: try again
                 click.echo(f"corral: warning: {exc}", err=True)
             for job in jobs:
                 shown[job.identifier].update(job)
             counts = Counter(j.state for j in jobs)
-            line = f"{name} {run.run_id}: {counts['done']}/{len(jobs)} done ({summary(counts)})"
+            done = counts[JobState.DONE]
+            line = f"{name} {run.run_id}: {done}/{len(jobs)} done ({summary(counts)})"
             if line != last and not quiet and display is None:
                 stamp = datetime.now().strftime("%H:%M:%S")
                 click.echo(f"[{stamp}] {line}")
                 sys.stdout.flush()
                 last = line
-            if all(j.state in ENDED for j in jobs):
+            if all(j.state.ended for j in jobs):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 click.echo(f"timed out after {timeout:g} s", err=True)
@@ -210,7 +198,7 @@ def wait_command(
 @workspace_option
 def kill_command(workspace: Workspace, name: str, run_id: str | None, grace: float) -> None:
     """Stop every job of an experiment's run that is not final yet."""
-    from corral import control
+    from corral.ops import control
 
     run = _run(read_experiment(workspace, name), run_id)
     active = [j for j in run.jobs if not j.final]
@@ -218,5 +206,5 @@ def kill_command(workspace: Workspace, name: str, run_id: str | None, grace: flo
         click.echo(f"{name} {run.run_id}: no job to stop ({summary(run.counts)})")
         return
     by_id = {j.identifier: j for j in active}
-    for ident, what in control.kill(workspace, active, grace=grace).items():
+    for ident, what in control.kill(workspace, active, Plugins(), grace=grace).items():
         click.echo(f"{by_id[ident].name}: {what}")

@@ -8,12 +8,14 @@ side's POSIX paths, given as strings or ``PurePosixPath``.
 from __future__ import annotations
 
 import abc
+import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from corral.errors import ConfigError
 
@@ -35,6 +37,23 @@ def check_env_name(name: str) -> str:
 def not_utf8(exc: UnicodeDecodeError) -> str:
     """Where and why bytes are not UTF-8, for a one-line message."""
     return f"byte {exc.object[exc.start]:#04x} at offset {exc.start}: {exc.reason}"
+
+
+def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename.
+
+    Readers and a writer killed mid-way never leave a half-written file. There is no fsync:
+    these are job files and state, rewritten on the next run after a power loss.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -123,9 +142,22 @@ class Connector(abc.ABC):
             else:
                 self.get_tree(source, target / name)
 
+    def read_from(self, path: PathLike, offset: int = 0) -> bytes | None:
+        """The bytes of a file from ``offset`` on (a log followed as it grows); None when
+        there is no such file yet. The default reads the whole file as text."""
+        if not self.exists(path):
+            return None
+        return self.read_text(path).encode("utf-8")[offset:]
+
     def describe(self) -> dict[str, str | None]:
         """How to reach the target again (kept in a job's local pointer)."""
         return {"connector": self.name}
+
+    @classmethod
+    def reconnect(cls, description: Mapping[str, Any]) -> Connector:
+        """A connector to the target that :meth:`describe` described (``corral jobs`` reaches
+        recorded jobs with it). The default takes no argument."""
+        return cls()
 
     def close(self) -> None:  # noqa: B027  (nothing to release by default)
         """Release connections; the connector may reconnect on next use."""

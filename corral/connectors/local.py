@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from corral.connectors.base import Connector, PathLike, Result, not_utf8
+from corral.connectors.base import Connector, PathLike, Result, atomic_write_text, not_utf8
 from corral.errors import ConnectorError
 from corral.plugins.markers import hookimpl
 
@@ -19,23 +18,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename.
-
-    Readers and a writer killed mid-way never leave a half-written file. There is no fsync:
-    these are job files and state, rewritten on the next run after a power loss.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LocalConnector(Connector):
@@ -99,6 +81,17 @@ class LocalConnector(Connector):
     def write_text(self, path: PathLike, text: str, *, mode: int = 0o644) -> None:
         """Write a UTF-8 text file atomically."""
         self._wrap(atomic_write_text, Path(path), text, mode)
+
+    def read_from(self, path: PathLike, offset: int = 0) -> bytes | None:
+        """The bytes of a local file from ``offset`` on; None when it does not exist."""
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConnectorError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
     def mkdir(self, path: PathLike, *, parents: bool = True, exist_ok: bool = True) -> None:
         """Create a directory."""

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from corral.connectors.base import Connector, PathLike, Result, check_env_name, not_utf8
 from corral.connectors.ssh_config import HOST_KEY_POLICIES, resolve
@@ -149,6 +149,16 @@ class SSHConnector(Connector):
             "alias": self.host,
             "config_file": self.destination.config_file,
         }
+
+    @classmethod
+    def reconnect(cls, description: Mapping[str, Any]) -> SSHConnector:
+        """The connector :meth:`describe` described: its alias (else its destination) and
+        ssh config file."""
+        alias = description.get("alias") or description.get("host")
+        if not alias:
+            raise ConfigError("the job's records name no SSH host")
+        config_file = description.get("config_file")
+        return cls(str(alias), config_file=str(config_file) if config_file else None)
 
     def __repr__(self) -> str:
         return f"SSHConnector({self.host!r} -> {self.destination})"
@@ -310,6 +320,20 @@ class SSHConnector(Connector):
             raise ConnectorError(
                 f"{path} on {self.destination} is not UTF-8 text ({not_utf8(exc)})"
             ) from exc
+
+    def read_from(self, path: PathLike, offset: int = 0) -> bytes | None:
+        """The bytes of a remote file from ``offset`` on; None when it does not exist."""
+
+        def read(s: paramiko.SFTPClient) -> bytes | None:
+            try:
+                with s.open(str(path), "rb") as f:
+                    f.seek(offset)
+                    data: bytes = f.read()
+                    return data
+            except FileNotFoundError:
+                return None
+
+        return self._sftp("cannot read", path, read)
 
     def write_text(self, path: PathLike, text: str, *, mode: int = 0o644) -> None:
         """Write a remote file atomically (temporary file, then ``posix-rename``)."""

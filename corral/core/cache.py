@@ -25,30 +25,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from corral.core import context
 from corral.errors import ConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
 
-_job_workspace: Path | None = None
-
-
-def set_job_workspace(path: Path) -> None:
-    """Called by the job runner: inside a job, the cache lives in the job's workspace."""
-    global _job_workspace
-    _job_workspace = path
-
-
 def current_workspace() -> Path:
     """The workspace ``@cache`` uses here (see the module docstring)."""
-    if _job_workspace is not None:
-        return _job_workspace
-    from corral.core.experiment import current_experiment
-
-    xp = current_experiment()
+    inside = context.job_workspace()
+    if inside is not None:
+        return inside
+    xp = context.current()
     if xp is not None:
-        return xp.workspace.root
+        return xp.workspace_root
     env = os.environ.get("CORRAL_WORKSPACE")
     if env:
         return Path(env)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DRY_RUN_ENV = "CORRAL_DRY_RUN"
 EXPLAIN_ENV = "CORRAL_EXPLAIN"
 """Set with ``CORRAL_DRY_RUN`` by ``corral why SCRIPT``: a dry run explains each job that
-would run (:mod:`corral.explain`) rather than showing it."""
+would run (:mod:`corral.ops.explain`) rather than showing it."""
 SCRIPT_START = "--- job.sh ---"
 SCRIPT_END = "--- end of job.sh ---"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from corral.errors import ConfigError
 
@@ -18,20 +19,77 @@ if TYPE_CHECKING:
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
-class JobState(enum.Enum):
-    """Where a job is: ``waiting → ready → submitted → running → done | failed``."""
+class JobState(enum.StrEnum):
+    """Where a job is: the one vocabulary of job states.
 
+    An experiment's scheduler moves a job ``waiting → ready → submitted → running →
+    done | failed``. Reading a workspace from its files (``corral jobs ls``) also finds
+    ``created`` (files written, never started), ``lost`` (its process ended without a
+    result), ``unknown`` (started on another machine, whose processes cannot be seen from
+    here) and ``missing`` (a run's record names a job whose directory is gone).
+
+    A state is a ``str`` (``JobState.DONE == "done"``); the groups of states that commands
+    act on are its properties.
+    """
+
+    CREATED = "created"
     WAITING = "waiting"
     READY = "ready"
     SUBMITTED = "submitted"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    LOST = "lost"
+    UNKNOWN = "unknown"
+    MISSING = "missing"
 
     @property
     def final(self) -> bool:
-        """Whether the job will not change state any more (in this run)."""
-        return self in (JobState.DONE, JobState.FAILED)
+        """Done or failed: the job will not change state any more (in this run)."""
+        return self in _FINAL
+
+    @property
+    def ended(self) -> bool:
+        """Final, lost or missing: nothing changes it but another run."""
+        return self in _ENDED
+
+    @property
+    def in_flight(self) -> bool:
+        """Submitted or running: started, not over."""
+        return self in _IN_FLIGHT
+
+    @property
+    def removable(self) -> bool:
+        """Over, or never started: ``corral jobs rm`` may remove it."""
+        return self in _REMOVABLE
+
+    @property
+    def cleanable(self) -> bool:
+        """Failed, lost or never started: what ``corral jobs clean`` removes."""
+        return self in _CLEANABLE
+
+    @property
+    def progress(self) -> JobState:
+        """The scheduler's state that a job read from its files is shown as (a job created
+        but not started is waiting, one on another machine submitted; lost and missing
+        count as failed)."""
+        return _PROGRESS.get(self, JobState.FAILED)
+
+
+_FINAL = frozenset({JobState.DONE, JobState.FAILED})
+_ENDED = _FINAL | {JobState.LOST, JobState.MISSING}
+_IN_FLIGHT = frozenset({JobState.SUBMITTED, JobState.RUNNING})
+_REMOVABLE = frozenset({JobState.DONE, JobState.FAILED, JobState.LOST, JobState.CREATED})
+_CLEANABLE = frozenset({JobState.FAILED, JobState.LOST, JobState.CREATED})
+_PROGRESS = {
+    JobState.CREATED: JobState.WAITING,
+    JobState.WAITING: JobState.WAITING,
+    JobState.READY: JobState.READY,
+    JobState.SUBMITTED: JobState.SUBMITTED,
+    JobState.RUNNING: JobState.RUNNING,
+    JobState.UNKNOWN: JobState.SUBMITTED,
+    JobState.DONE: JobState.DONE,
+}
 
 
 class FailureReason(enum.Enum):
@@ -78,6 +136,35 @@ class Failure(NamedTuple):
         # terminal or file can take: they become U+FFFD here, for every reader.
         message = _SURROGATES.sub("\ufffd", str(data.get("message", "")))
         return cls(reason, message, data.get("exit_code"), data.get("signal"))
+
+
+Status = tuple[JobState, Failure | None]
+"""A job's state, with the failure when it failed."""
+
+
+class Deferred(Exception):
+    """Raised by a launcher's spawn that could not start its jobs *yet* (a scheduler's
+    submission limit, an overloaded controller), or by a liveness check that could not tell
+    whether they still run: they stay ready, with no failure recorded."""
+
+
+class Tracked(Protocol):
+    """What a launcher reads of a job to poll, cancel or follow it: a :class:`Job` of an
+    experiment, or a job found in a workspace by ``corral jobs``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def directory(self) -> Path: ...
+    @property
+    def handle(self) -> Any: ...
+    @property
+    def state(self) -> JobState: ...
+    @property
+    def failure(self) -> Failure | None: ...
+    @property
+    def dependencies(self) -> Sequence[Tracked]: ...
+    def __hash__(self) -> int: ...
 
 
 class Secret:

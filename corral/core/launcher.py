@@ -1,41 +1,58 @@
-"""The launcher contract the scheduler drives, and the base of launchers running jobs here.
+"""The launcher contract: what the scheduler and the ``corral jobs`` commands call.
 
-:class:`Launcher` is what the scheduler needs: ``recover`` (what of these jobs is done or
-still running?), ``start`` (a batch), ``poll`` (one query for all active jobs) and
-``cancel``, each taking every job of a cycle at once. It renders ``job.sh`` and
-``params.json`` for its jobs.
+The scheduler calls ``recover`` (what of these jobs is done or still running?), ``start`` (a
+batch), ``poll`` (one query for all active jobs) and ``cancel``, each with every job of a
+cycle at once. The command line reaches jobs found in a workspace through the same objects:
+it rebuilds a launcher with :meth:`Launcher.for_recorded` from what the job's records say,
+then calls ``poll``, ``cancel``, ``markers``, ``follow`` and ``remove_directories`` — so a
+plugin launcher that implements the scheduler's methods gets ``corral jobs ls --refresh``,
+``log -f``, ``kill`` and ``rm`` too.
 
-:class:`HostLauncher` owns the whole start flow for job directories on the client's
-filesystem: under each job's lock it checks the directory (done? still running under another
-client?), writes the files through the connector, calls :meth:`HostLauncher.launch` and
-records each handle. A launcher of that kind supplies ``launch``, ``alive``, ``poll`` and
-``cancel``. Launchers whose job directories are on another host (SSH) run the same flow
-there through :mod:`corral.agent`.
+Concrete launchers live in :mod:`corral.launchers`; this module only draws the contract and
+renders what every launcher writes (``job.sh``, ``params.json``, provenance).
 """
 
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
-from corral.core import hostjobs, provenance
-from corral.core.hostjobs import Status
-from corral.core.job import Failure, Job, Resources, Secret
+from corral.core import provenance
+from corral.core.job import Deferred, Failure, Job, Resources, Secret, Status, Tracked
 from corral.core.procs import hostname
 from corral.core.script import ScriptSpec, render_job_script, render_secrets
 from corral.core.serialize import dump_params
-from corral.core.workspace import FAILED, SECRETS, state_dir
+from corral.core.workspace import DONE, FAILED, SECRETS, marker_status, state_dir, write_failed
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
     from corral.core.workspace import Workspace
 
-__all__ = ["HostLauncher", "Launcher", "Status"]
+__all__ = ["Deferred", "Launcher", "Origin", "Status"]
+
+J = TypeVar("J", bound=Tracked)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a workspace recorded about the launcher of some jobs, to reach them again."""
+
+    connector: Connector
+    """Rebuilt from the job's records through the connector registry."""
+    python: str | None
+    """The jobs' interpreter (from their ``job.sh``)."""
+    setup: tuple[str, ...]
+    """The launcher's setup lines (from their ``job.sh``)."""
+    workdir: str
+    """The workspace as the jobs see it (a remote launcher's ``workdir``, resolved)."""
 
 
 def _secrets(job: Job) -> dict[str, str]:
@@ -53,6 +70,11 @@ class Launcher(abc.ABC):
     gather_delay: ClassVar[float] = 0.0
     """While tasks are being submitted, hold ready jobs until none was added for this many
     seconds, so that they go out together (one SLURM array rather than several)."""
+    follow_check_every: ClassVar[float] = 0.5
+    """Seconds between two :meth:`poll` calls while :meth:`follow` streams a log."""
+    cancel_grace: float = 10.0
+    """Seconds between SIGTERM and SIGKILL when :meth:`cancel` signals processes itself
+    (``corral jobs kill --grace`` sets it); a batch scheduler has its own."""
 
     def __init__(
         self, connector: Connector, *, python: str | None = None, setup: Sequence[str] = ()
@@ -75,12 +97,13 @@ class Launcher(abc.ABC):
         """Start ``jobs`` unless another client did. ``detached``: the client is leaving."""
 
     @abc.abstractmethod
-    def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
-        """The current status of every job in ``jobs`` (one batched query)."""
+    def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
+        """The current status of every job in ``jobs`` (one batched query). A job may be one
+        this launcher object never started: one found in the workspace by the CLI."""
 
     @abc.abstractmethod
-    def cancel(self, jobs: Sequence[Job]) -> None:
-        """Stop the given jobs."""
+    def cancel(self, jobs: Sequence[Tracked]) -> None:
+        """Stop the given jobs (one batched command)."""
 
     # --- optional ------------------------------------------------------------------------
 
@@ -117,9 +140,80 @@ class Launcher(abc.ABC):
         return None
 
     def planned_root(self, workspace: Workspace) -> Path:
-        """:meth:`workspace_root`, found without connecting anywhere when the launcher can
-        (a dry run builds its paths from it)."""
+        """:meth:`workspace_root`, found without connecting where the launcher can (a dry
+        run builds its paths from it)."""
         return self.workspace_root(workspace)
+
+    # --- jobs found in a workspace (the CLI) -------------------------------------------------
+
+    @classmethod
+    def for_recorded(cls, origin: Origin) -> Self:
+        """A launcher of this type that can poll, cancel and follow jobs it started before.
+
+        The default passes the connector, python, setup and workdir to the constructor, as
+        far as it declares parameters of those names; override it when yours needs more.
+        """
+        offered = {
+            "connector": origin.connector,
+            "python": origin.python,
+            "setup": list(origin.setup),
+            "workdir": origin.workdir,
+        }
+        params = inspect.signature(cls).parameters
+        factory: Any = cls
+        built: Self = factory(**{k: v for k, v in offered.items() if k in params and v is not None})
+        return built
+
+    def markers(self, jobs: Sequence[J]) -> dict[J, Status | None]:
+        """Each job's final marker (done or failed), None when it has none. The default
+        reads them through the connector; remote launchers do it in one round trip."""
+        found: dict[J, Status | None] = {}
+        for job in jobs:
+            sd = state_dir(job.directory)
+            done = self.connector.exists(sd / DONE)
+            failed = None
+            if not done and self.connector.exists(sd / FAILED):
+                failed = self.connector.read_text(sd / FAILED)
+            found[job] = marker_status(done, failed)
+        return found
+
+    def follow(self, job: Tracked, *, stderr: bool = False, interval: float = 0.2) -> Iterator[str]:
+        """Yield a job's stdout (or stderr) from the start, as it grows, until the job ends.
+
+        The default reads the file through the connector, and asks :meth:`poll` every
+        :attr:`follow_check_every` seconds whether the job ended (a job ended by its
+        scheduler may leave no marker).
+        """
+        path = job.directory / ("stderr" if stderr else "stdout")
+        offset = 0
+        finishing = False
+        asked = float("-inf")
+        while True:
+            chunk = self.connector.read_from(path, offset)
+            if chunk:
+                offset += len(chunk)
+                yield chunk.decode("utf-8", errors="replace")
+                continue
+            ended = self.markers([job])[job] is not None
+            if not ended and job.handle is not None and (
+                time.monotonic() - asked >= self.follow_check_every
+            ):
+                asked = time.monotonic()
+                ended = self.poll([job])[job][0].final
+            if ended:
+                if finishing:
+                    return
+                finishing = True  # one more read: the last output may land after the marker
+            time.sleep(interval)
+
+    def cancel_outcome(self, job: Tracked) -> str:
+        """What :meth:`cancel` did to ``job``, as ``corral jobs kill`` reports it."""
+        return "cancelled"
+
+    def remove_directories(self, jobs: Sequence[Tracked]) -> None:
+        """Remove the directories of jobs that are over, on their host (one command)."""
+        if jobs:
+            self.connector.run(["rm", "-rf", "--", *[str(j.directory) for j in jobs]], check=True)
 
     # --- shared by every launcher ----------------------------------------------------------
 
@@ -176,69 +270,19 @@ class Launcher(abc.ABC):
         self.connector.get_tree(job.directory, target)
         return target
 
-    def mark_failed(self, job: Job, failure: Failure) -> None:
+    def mark_failed(self, job: J, failure: Failure) -> None:
         """Record, through the connector, that a job failed without running."""
-        self.connector.mkdir(state_dir(job.directory))
-        self.connector.write_text(
-            state_dir(job.directory) / FAILED, json.dumps(failure.to_json(), sort_keys=True)
-        )
+        self.mark_all_failed({job: failure})
 
-    def mark_all_failed(self, failures: Mapping[Job, Failure]) -> None:
-        """Record that each job failed without running (:meth:`mark_failed` for each; remote
-        launchers do it in one round trip)."""
+    def mark_all_failed(self, failures: Mapping[J, Failure]) -> None:
+        """Record that each job failed without running (remote launchers do it in one
+        round trip)."""
         for job, failure in failures.items():
-            self.mark_failed(job, failure)
+            write_failed(job.directory, failure, write=self._write)
+
+    def _write(self, path: Path, text: str, mode: int) -> None:
+        self.connector.mkdir(path.parent)
+        self.connector.write_text(path, text, mode=mode)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-
-
-class HostLauncher(Launcher):
-    """A launcher whose job directories are on this machine (the local launcher and kin)."""
-
-    @abc.abstractmethod
-    def launch(self, jobs: Sequence[Job], *, detached: bool = False) -> list[Any]:
-        """Start the scripts of ``jobs`` (files are written); return one JSON-able handle each.
-
-        ``detached`` means the client is leaving: the jobs must go on without it.
-        """
-
-    @abc.abstractmethod
-    def alive(self, handles: Sequence[Any]) -> list[bool]:
-        """Whether each recorded handle (from an earlier run) still runs."""
-
-    def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
-        """Read each job directory: done, or still running under its recorded handle."""
-        found = hostjobs.recover([j.directory for j in jobs], self.name, self._alive)
-        result: dict[Job, Status | None] = {}
-        for job, (status, handle) in zip(jobs, found, strict=True):
-            if handle is not None:
-                job.handle = handle
-            result[job] = status
-        return result
-
-    def start(
-        self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
-    ) -> dict[Job, Status]:
-        """Write and launch each job under its job lock, unless done or running already."""
-        by_dir = {job.directory: job for job in jobs}
-
-        def spawn(dirs: list[Path]) -> list[Any]:
-            return self.launch([by_dir[d] for d in dirs], detached=detached)
-
-        entries = [(job.directory, self.job_files(job, workspace)) for job in jobs]
-        started = hostjobs.start(
-            entries, self.name, alive=self._alive, spawn=spawn, write=self._write
-        )
-        result: dict[Job, Status] = {}
-        for job, (status, handle) in zip(jobs, started, strict=True):
-            if handle is not None:
-                job.handle = handle
-            result[job] = status
-        return result
-
-    def _alive(self, handles: list[Any]) -> list[bool]:
-        return self.alive(handles)
-
-    def _write(self, path: Path, text: str, mode: int) -> None:
-        self.connector.write_text(path, text, mode=mode)

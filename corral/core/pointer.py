@@ -18,8 +18,7 @@ from corral.core.provenance import PROVENANCE
 from corral.core.workspace import read_json, state_dir, write_json_atomic
 
 if TYPE_CHECKING:
-    from corral.core.hostjobs import Status
-    from corral.core.job import Job
+    from corral.core.job import Job, Status
     from corral.core.workspace import Workspace
 
 POINTER = "remote.json"
@@ -56,16 +55,32 @@ def write_pointer(workspace: Workspace, job: Job, status: Status) -> None:
             **job.launcher.connector.describe(),
             "remote_dir": str(job.directory),
             "handle": job.handle if job.handle is not None else data.get("handle"),
-            "state": status[0].value,
-            "time": time.time(),
         }
     )
+    write_json_atomic(path, _with_status(data, status))
+    job.record = local
+
+
+def update_pointer(local_job_dir: Path, status: Status) -> dict[str, Any] | None:
+    """Record a remote job's newly learned ``status`` in its pointer (the CLI learned it);
+    the pointer as written, or None when the job has none."""
+    path = state_dir(local_job_dir) / POINTER
+    data = read_json(path)
+    if not isinstance(data, dict):
+        return None
+    data = _with_status(data, status)
+    write_json_atomic(path, data)
+    return data
+
+
+def _with_status(data: dict[str, Any], status: Status) -> dict[str, Any]:
+    data["state"] = status[0].value
+    data["time"] = time.time()
     if status[1] is not None:
         data["failure"] = status[1].to_json()
     else:
         data.pop("failure", None)
-    write_json_atomic(path, data)
-    job.record = local
+    return data
 
 
 def read_pointer(local_job_dir: Any) -> dict[str, Any] | None:

@@ -1,14 +1,14 @@
 """``LauncherPool``: spread jobs over several launchers (e.g. SSH boxes) by free slots.
 
-The pool picks a member for each job when it is submitted — the host of its dependencies
-(their outputs are there), else the member with the most free slots counting the jobs it
-already holds: free GPUs first for a job that needs GPUs, then the share of free CPUs — so
+The pool chooses a member for each job once, when it is submitted, after its submit hooks
+set its resources (:meth:`LauncherPool.choose`): the host of its dependencies (their outputs
+are there), else the member with room for it and the most free slots counting the jobs it
+already holds — free GPUs first for a job that needs GPUs, then the share of free CPUs — so
 the job's directory, and hence ``task.__taskdir__``, is known at once, and from then on the
 job is an ordinary job of that member.
 
-A job's resources are known only after its submit hooks ran, with the member first chosen
-for a default job; :meth:`LauncherPool.assigned` then moves a job without dependencies to a
-better member for what it really asks (a GPU job to where a GPU is free).
+The submit hooks, which run before the choice, see the pool's :meth:`representative` as the
+job's launcher: the member its dependencies fix, else the first member.
 """
 
 from __future__ import annotations
@@ -35,32 +35,28 @@ class LauncherPool:
             raise ConfigError("LauncherPool needs a non-empty list of launchers")
         self.members = members
         self._held: dict[int, list[Job]] = {id(m): [] for m in members}
-        self._workspace: Workspace | None = None
 
-    def select(self, dependencies: Sequence[Job], workspace: Workspace) -> Launcher:
-        """The member for a job with these dependencies (a default job's resources)."""
-        self._workspace = workspace
+    def representative(self, dependencies: Sequence[Job], workspace: Workspace) -> Launcher:
+        """The member submit hooks see: where the dependencies are, else the first."""
+        return self._where(dependencies, workspace) or self.members[0]
+
+    def choose(self, job: Job, workspace: Workspace) -> Launcher:
+        """The member that runs ``job`` (its resources final), counted against it until the
+        job is final."""
+        member = self._where(job.dependencies, workspace)
+        if member is None:
+            cpus, gpus = job.resources.cpus, job.resources.gpus
+            able = [m for m in self.members if self._fits_ever(m, cpus, gpus)] or self.members
+            member = self.best(cpus, gpus, able)
+        self._held[id(member)].append(job)
+        return member
+
+    def _where(self, dependencies: Sequence[Job], workspace: Workspace) -> Launcher | None:
         for dep in dependencies:
             for member in self.members:
                 if member.location(workspace) == dep.launcher.location(workspace):
                     return member
-        return self.best(1, 0, self.members)
-
-    def assigned(self, member: Launcher, job: Job) -> None:
-        """Count ``job`` against its member until it is final.
-
-        A job without dependencies moves to the best member for its resources, as the
-        submit hooks left them, when that is not ``member``.
-        """
-        if not job.dependencies and self._workspace is not None:
-            cpus, gpus = job.resources.cpus, job.resources.gpus
-            able = [m for m in self.members if m is member or self._fits_ever(m, cpus, gpus)]
-            best = self.best(cpus, gpus, able)
-            if best is not member:
-                job.launcher = best
-                job.directory = best.job_directory(self._workspace, job.type_id, job.identifier)
-                member = best
-        self._held[id(member)].append(job)
+        return None
 
     def free(self, member: Launcher) -> tuple[int, int]:
         """``(cpus, gpus)`` of ``member`` not held by the pool's unfinished jobs."""

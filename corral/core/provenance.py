@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral._version import __version__
 from corral.core import snapshot
 from corral.core.procs import hostname
 from corral.core.snapshot import Files, Snapshot
@@ -89,9 +90,8 @@ class Recorder:
         self.workspace = workspace
         self.option = option
         self.code = workspace.root / snapshot.CODE
-        import corral
-
-        self._excludes = [workspace.root.resolve(), Path(corral.__file__).resolve().parent]
+        # corral's own package is never part of a project's snapshot
+        self._excludes = [workspace.root.resolve(), Path(__file__).resolve().parents[1]]
         self._files: dict[Path, Files] = {}
         self._git: dict[Path, dict[str, Any]] = {}
         self._snapshots: dict[tuple[Path, ...], Snapshot] = {}
@@ -158,8 +158,6 @@ class Recorder:
 @functools.cache
 def _client() -> dict[str, str]:
     """What every provenance of this process shares."""
-    from corral import __version__
-
     return {
         "corral": __version__,
         "python": platform.python_version(),

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,7 +304,7 @@ def unpack(archive: str) -> Files:
     return files
 
 
-def install(entry: dict[str, Any]) -> None:
+def install(entry: Mapping[str, Any]) -> None:
     """Write a snapshot of a ``start`` request where its jobs look for it, unless there:
     ``{"dir", "archive"}`` (from another machine) or ``{"dir", "source"}`` (this one)."""
     target = Path(entry["dir"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from corral.core import context
 from corral.core.config import Config, children, class_info
 from corral.core.paths import GeneratedPath
 from corral.errors import ConfigError
@@ -57,9 +58,7 @@ class Task(Config):
         :param launcher: a ``Launcher``, a registered launcher name (``options`` build it),
             or None for the experiment's launcher.
         """
-        from corral.core.experiment import current_experiment
-
-        xp = current_experiment()
+        xp = context.current()
         if xp is None:
             raise ConfigError(
                 f"{type(self).__qualname__}.submit() needs an experiment: "

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from corral.core.job import Failure, JobState
+from corral.connectors.base import atomic_write_text
+from corral.core.job import Failure, JobState, Status
 
 STATE_DIR = ".corral"
 DONE = "done"
@@ -68,15 +70,19 @@ def state_dir(job_dir: Path) -> Path:
     return job_dir / STATE_DIR
 
 
+Writer = Callable[[Path, str, int], None]
+"""Writes a text file atomically: ``write(path, text, mode)``, its directory made if missing."""
+
+
+def write_local(path: Path, text: str, mode: int) -> None:
+    """The :data:`Writer` of this machine's files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text, mode)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` via a temporary file and a rename (no fsync: state, not data)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
-        raise
+    atomic_write_text(path, json.dumps(data, sort_keys=True))
 
 
 def read_json(path: Path) -> Any:
@@ -87,17 +93,32 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def final_state(job_dir: Path) -> tuple[JobState, Failure | None] | None:
+def marker_status(done: bool, failed: str | None) -> Status | None:
+    """The final status the markers say: ``done`` exists, else the ``failed`` marker's text
+    (None when it does not exist; text that is not JSON, being written, still means failed)."""
+    if done:
+        return JobState.DONE, None
+    if failed is None:
+        return None
+    try:
+        data = json.loads(failed)
+    except ValueError:
+        data = {}
+    return JobState.FAILED, Failure.from_json(data if isinstance(data, dict) else {})
+
+
+def final_state(job_dir: Path) -> Status | None:
     """``(DONE, None)``, ``(FAILED, failure)`` from the markers, or None if not final."""
     sd = state_dir(job_dir)
     if os.path.exists(sd / DONE):
         return JobState.DONE, None
-    data = read_json(sd / FAILED)
-    if data is not None:
-        return JobState.FAILED, Failure.from_json(data)
-    if os.path.exists(sd / FAILED):  # present but unreadable (being written): failed anyway
-        return JobState.FAILED, Failure.from_json({})
-    return None
+    try:
+        failed = (sd / FAILED).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError:  # present but unreadable: failed anyway
+        failed = ""
+    return marker_status(False, failed)
 
 
 def write_done(job_dir: Path, info: dict[str, Any]) -> None:
@@ -105,11 +126,10 @@ def write_done(job_dir: Path, info: dict[str, Any]) -> None:
     write_json_atomic(state_dir(job_dir) / DONE, info)
 
 
-def write_failed(job_dir: Path, failure: Failure) -> None:
-    """Mark the job failed, with its reason."""
-    sd = state_dir(job_dir)
-    sd.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(sd / FAILED, failure.to_json())
+def write_failed(job_dir: Path, failure: Failure, *, write: Writer = write_local) -> None:
+    """Write the ``failed`` marker of a job, with its reason: the one place it is written
+    (``write`` puts it where the job directory is: here, or through a connector)."""
+    write(state_dir(job_dir) / FAILED, json.dumps(failure.to_json(), sort_keys=True), 0o644)
 
 
 def clear_final(job_dir: Path) -> None:

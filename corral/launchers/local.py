@@ -9,25 +9,82 @@ jobs than it has slots.
 
 from __future__ import annotations
 
+import abc
 import os
 import subprocess
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 from corral.connectors.local import LocalConnector
 from corral.core import procs
-from corral.core.hostjobs import ended
-from corral.core.hostjobs import poll as poll_dir
-from corral.core.job import Job, JobState
-from corral.core.launcher import HostLauncher, Launcher, Status
+from corral.core.job import Job, JobState, Status, Tracked
+from corral.core.launcher import J, Launcher, Origin
 from corral.core.slots import SlotBudget
 from corral.errors import ConfigError
+from corral.host import agent
+from corral.host import jobs as hostjobs
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
+    from corral.core.workspace import Workspace
     from corral.plugins.registry import Registry
+
+
+class HostLauncher(Launcher):
+    """A launcher whose job directories are on this machine (the local launcher and kin).
+
+    It owns the whole start flow (:mod:`corral.host.jobs`): under each job's lock it checks
+    the directory (done? still running under another client?), writes the files through the
+    connector, calls :meth:`launch` and records each handle. A launcher of that kind
+    supplies ``launch``, ``alive``, ``poll`` and ``cancel``.
+    """
+
+    @abc.abstractmethod
+    def launch(self, jobs: Sequence[Job], *, detached: bool = False) -> list[Any]:
+        """Start the scripts of ``jobs`` (files are written); return one JSON-able handle each.
+
+        ``detached`` means the client is leaving: the jobs must go on without it.
+        """
+
+    @abc.abstractmethod
+    def alive(self, handles: Sequence[Any]) -> list[bool]:
+        """Whether each recorded handle (from an earlier run) still runs."""
+
+    def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
+        """Read each job directory: done, or still running under its recorded handle."""
+        found = hostjobs.recover([j.directory for j in jobs], self.name, self._alive)
+        result: dict[Job, Status | None] = {}
+        for job, (status, handle) in zip(jobs, found, strict=True):
+            if handle is not None:
+                job.handle = handle
+            result[job] = status
+        return result
+
+    def start(
+        self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
+    ) -> dict[Job, Status]:
+        """Write and launch each job under its job lock, unless done or running already."""
+        by_dir = {job.directory: job for job in jobs}
+
+        def spawn(dirs: list[Path]) -> list[Any]:
+            return self.launch([by_dir[d] for d in dirs], detached=detached)
+
+        entries = [(job.directory, self.job_files(job, workspace)) for job in jobs]
+        started = hostjobs.start(
+            entries, self.name, alive=self._alive, spawn=spawn, write=self._write
+        )
+        result: dict[Job, Status] = {}
+        for job, (status, handle) in zip(jobs, started, strict=True):
+            if handle is not None:
+                job.handle = handle
+            result[job] = status
+        return result
+
+    def _alive(self, handles: list[Any]) -> list[bool]:
+        return self.alive(handles)
 
 
 class LocalLauncher(HostLauncher):
@@ -125,18 +182,19 @@ class LocalLauncher(HostLauncher):
         """Count a job found running against the slots."""
         self.slots.take(job, job.resources.cpus, job.resources.gpus)
 
-    def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
+    def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         """Our children by their exit status, others (re-attached) through /proc."""
-        result: dict[Job, Status] = {}
+        result: dict[J, Status] = {}
         for job in jobs:
             pid = job.handle.get("pid") if isinstance(job.handle, dict) else None
             with self._lock:
                 proc = self._procs.get(pid) if pid is not None else None
             if proc is not None:
                 code = proc.poll()
-                status = (JobState.RUNNING, None) if code is None else ended(job.directory, code)
+                running = (JobState.RUNNING, None)
+                status = running if code is None else hostjobs.ended(job.directory, code)
             else:
-                status = poll_dir(job.directory, procs.handle_alive(job.handle))
+                status = hostjobs.poll(job.directory, procs.handle_alive(job.handle))
             if status[0].final:
                 self.slots.release(job)
                 with self._lock:
@@ -149,10 +207,8 @@ class LocalLauncher(HostLauncher):
         """Whether each recorded process still runs."""
         return [procs.handle_alive(h) for h in handles]
 
-    def cancel(self, jobs: Sequence[Job]) -> None:
+    def cancel(self, jobs: Sequence[Tracked]) -> None:
         """SIGTERM to each job's process group, SIGKILL to what is left after the grace."""
-        from corral import agent
-
         started = [j for j in jobs if j.handle is not None]
         agent.cancel(
             {
@@ -161,6 +217,16 @@ class LocalLauncher(HostLauncher):
                 "grace": self.cancel_grace,
             }
         )
+
+    def cancel_outcome(self, job: Tracked) -> str:
+        """``killed (pid N)``."""
+        pid = job.handle.get("pid") if isinstance(job.handle, dict) else None
+        return f"killed (pid {pid})"
+
+    @classmethod
+    def for_recorded(cls, origin: Origin) -> Self:
+        """A local launcher with the jobs' python and connector (slots are not counted)."""
+        return cls(python=origin.python, connector=origin.connector)
 
 
 @hookimpl

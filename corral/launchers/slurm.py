@@ -16,30 +16,33 @@ import re
 import sys
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from time import sleep as pause
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from corral.connectors.base import Connector
 from corral.connectors.local import LocalConnector
 from corral.connectors.ssh import SSHConnector
-from corral.core.hostjobs import Status
-from corral.core.job import Failure, FailureReason, Job, JobState, Resources
-from corral.core.launcher import Launcher
+from corral.core.job import Failure, FailureReason, Job, JobState, Resources, Status, Tracked
+from corral.core.launcher import J, Launcher, Origin
 from corral.core.resumable import TIME_LIMIT_ENV, WARNING_SIGNAL, ResumableTask
 from corral.errors import AuthenticationError, ConfigError, ConnectorError, HostKeyError
-from corral.launchers.host import CALL_ATTEMPTS, Host, check_workdir
-from corral.launchers.slurm_host import LIMIT
-from corral.launchers.slurm_limits import SubmitBudget
-from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options, time_seconds
-from corral.launchers.slurm_states import (
+from corral.host.protocol import SbatchSpec
+from corral.host.slurm import LIMIT
+from corral.host.slurm_text import (
+    ACTIVE,
+    FORGOTTEN,
     ControllerState,
     combine,
     controller_status,
+    header,
     parse_states,
     squeue_answered,
 )
+from corral.launchers.remote import CALL_ATTEMPTS, AgentLauncher, Host, check_workdir
+from corral.launchers.slurm_limits import SubmitBudget
+from corral.launchers.slurm_script import SlurmOptions, sbatch_options, time_seconds
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
@@ -67,14 +70,7 @@ def _bases(ids: Sequence[str]) -> str:
     return ",".join(sorted({i.split("_", 1)[0] for i in ids}))
 
 
-def _status(data: Any) -> Status | None:
-    if data is None:
-        return None
-    state, failure = data
-    return JobState(state), (Failure.from_json(failure) if failure is not None else None)
-
-
-class SlurmLauncher(Launcher):
+class SlurmLauncher(AgentLauncher):
     """Submits jobs to SLURM.
 
     :param connector: ``LocalConnector()`` (default: sbatch on this machine) or an
@@ -100,6 +96,7 @@ class SlurmLauncher(Launcher):
     poll_interval = 30.0
     min_poll_interval = 1.0
     gather_delay = 1.0
+    follow_check_every = 5.0  # a question to the controller: not every half second
 
     def __init__(
         self,
@@ -162,6 +159,16 @@ class SlurmLauncher(Launcher):
         self._max_array: int | None = None
         self._sacct: bool | None = None
         self.budget: SubmitBudget | None = None
+
+    @classmethod
+    def for_recorded(cls, origin: Origin) -> Self:
+        """A SLURM launcher where the jobs' cluster is, with their python and setup lines."""
+        return cls(
+            origin.connector,
+            workdir=origin.workdir,
+            python=origin.python,
+            setup=origin.setup,
+        )
 
     def with_(self, **changes: Any) -> SlurmLauncher:
         """A copy with some options changed: ``cluster.with_(partition="short")``."""
@@ -285,18 +292,6 @@ class SlurmLauncher(Launcher):
 
     # --- the scheduler's calls ------------------------------------------------------------
 
-    def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
-        """Done jobs, and jobs still known to SLURM as pending or running (one command)."""
-        answers = self.host.call(
-            "recover", {"launcher": self.name, "dirs": [str(j.directory) for j in jobs]}
-        )
-        result: dict[Job, Status | None] = {}
-        for job, answer in zip(jobs, answers, strict=True):
-            if answer["handle"] is not None:
-                job.handle = answer["handle"]
-            result[job] = _status(answer["status"])
-        return result
-
     def can_wait_for(self, dependency: Job) -> bool:
         """A job waits for a dependency submitted to the same cluster through ``afterok``."""
         return (
@@ -311,7 +306,7 @@ class SlurmLauncher(Launcher):
         return isinstance(other, SlurmLauncher) and str(other.host) == str(self.host)
 
     @staticmethod
-    def _slurm_id(job: Job) -> str | None:
+    def _slurm_id(job: Tracked) -> str | None:
         handle = job.handle
         return str(handle["id"]) if isinstance(handle, dict) and "id" in handle else None
 
@@ -370,34 +365,26 @@ class SlurmLauncher(Launcher):
     ) -> dict[Job, Status]:
         arrays = root / ".corral" / "arrays"
         token = uuid.uuid4().hex[:16]
-        request: dict[str, Any] = {
-            "launcher": self.name,
-            "jobs": [
-                {"dir": str(j.directory), "files": self.job_files(j, workspace)} for j in jobs
-            ],
-            "sbatch": {
-                "path": str(arrays / f"{token}.sh"),
-                "token": token,
-                "options": options,
-                "comment": f"corral:{len(jobs)}:{jobs[0].relpath}",
-                "output": str(arrays / "%A_%a.out"),
-                "dependency": waits_for,
-                "throttle": self.throttle,
-            },
+        spec: SbatchSpec = {
+            "path": str(arrays / f"{token}.sh"),
+            "token": token,
+            "options": options,
+            "comment": f"corral:{len(jobs)}:{jobs[0].relpath}",
+            "output": str(arrays / "%A_%a.out"),
+            "dependency": waits_for,
+            "throttle": self.throttle,
         }
+        entries = [(j.directory, self.job_files(j, workspace)) for j in jobs]
         snapshots = self.host.snapshots(jobs, PurePosixPath(root))
-        if snapshots:
-            request["snapshots"] = snapshots
-        answers = self.host.call("start", request)
+        answers = self.host.agent.start(self.name, entries, snapshots=snapshots, sbatch=spec)
         self.host.sent(snapshots)
-        if any(a.get("tried") for a in answers):
+        if any(a.tried for a in answers):
             self.counts["sbatch"] += 1  # the agent ran sbatch once for this batch
         result: dict[Job, Status] = {}
         budget = self.submit_budget()
         for job, answer in zip(jobs, answers, strict=True):
-            status = _status(answer["status"])
-            assert status is not None
-            job.handle = answer["handle"]
+            status = answer.status
+            job.handle = answer.handle
             if status[0] is JobState.RUNNING:
                 status = (JobState.SUBMITTED, None)
                 budget.queued(job)
@@ -417,15 +404,16 @@ class SlurmLauncher(Launcher):
             budget.accepted()
         return result
 
-    def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
+    def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         """One squeue/sacct call for every job; one marker read for those that ended."""
-        ids = [j.handle["id"] for j in jobs if isinstance(j.handle, dict) and "id" in j.handle]
+        ids = [sid for j in jobs if (sid := self._slurm_id(j)) is not None]
         seen, answered = self._controller_states(ids)
-        result: dict[Job, Status] = {}
-        ended: list[Job] = []
-        views: dict[Job, Status | None] = {}
+        result: dict[J, Status] = {}
+        ended: list[J] = []
+        views: dict[J, Status | None] = {}
         for job in jobs:
-            state = seen.get(job.handle["id"]) if isinstance(job.handle, dict) else None
+            sid = self._slurm_id(job)
+            state = seen.get(sid) if sid is not None else None
             view = controller_status(*state) if state is not None else None
             views[job] = view
             if view is not None and not view[0].final:
@@ -433,9 +421,9 @@ class SlurmLauncher(Launcher):
             else:
                 ended.append(job)
         if ended:
-            markers = self.host.call("inspect", {"dirs": [str(j.directory) for j in ended]})
-            for job, marker in zip(ended, markers, strict=True):
-                status = _status(marker)
+            markers = self.markers(ended)
+            for job in ended:
+                status = markers[job]
                 if views[job] is None and not answered and (
                     status is None or status[0] is not JobState.DONE
                 ):
@@ -443,13 +431,15 @@ class SlurmLauncher(Launcher):
                     result[job] = (job.state, job.failure)
                     continue
                 result[job] = combine(views[job], status)
-                self.submit_budget().finished(job)
+                if self.budget is not None:  # a client polling its own submissions
+                    self.budget.finished(job)
+        states = {id(j): s for j, (s, _) in result.items()}
         for job, (_, failure) in result.items():
             if failure is not None and failure.reason is FailureReason.CANCELLED:
                 failed = [
                     d.name
                     for d in job.dependencies
-                    if result.get(d, (d.state, None))[0] is JobState.FAILED
+                    if states.get(id(d), d.state) is JobState.FAILED
                 ]
                 if failed:  # cancelled by SLURM because a parent failed (afterok)
                     why = f"dependency failed: {', '.join(failed)}"
@@ -485,11 +475,39 @@ class SlurmLauncher(Launcher):
             states.update(parse_states(out.stdout, missing))
         return states, True
 
-    def cancel(self, jobs: Sequence[Job]) -> None:
+    def cancel(self, jobs: Sequence[Tracked]) -> None:
         """``scancel`` every given job, in one command."""
-        ids = [j.handle["id"] for j in jobs if isinstance(j.handle, dict) and "id" in j.handle]
+        ids = [sid for j in jobs if (sid := self._slurm_id(j)) is not None]
         if ids:
             self.run(["scancel", *ids])
+
+    def cancel_outcome(self, job: Tracked) -> str:
+        """``cancelled (SLURM job ID)``."""
+        return f"cancelled (SLURM job {self._slurm_id(job)})"
+
+    def follow(self, job: Tracked, *, stderr: bool = False, interval: float = 0.2) -> Iterator[str]:
+        """Yield a job's stdout (or stderr) as it grows, until the job ends: its marker, or
+        SLURM ending it without one (asked every :attr:`follow_check_every` seconds). Over
+        SSH it is one stream: a loop on the login node does the watching."""
+        if not isinstance(self.connector, SSHConnector):
+            yield from super().follow(job, stderr=stderr, interval=interval)
+            return
+        path = str(job.directory / ("stderr" if stderr else "stdout"))
+        every = int(self.follow_check_every)
+        active = "|".join(f"{state}*" for state in ACTIVE)
+        script = (
+            'tail -n +1 -F "$1" 2>/dev/null & t=$!; n=0; '
+            'while [ ! -e "$2/done" ] && [ ! -e "$2/failed" ]; do '
+            f'sleep 1; n=$((n + 1)); [ $((n % {every})) -eq 0 ] && [ -n "$3" ] || continue; '
+            's=$(squeue -h -j "$3" -t all -o %T 2>&1); r=$?; '
+            f'case "$s" in *"{FORGOTTEN}"*) break ;; esac; '
+            '[ "$r" -eq 0 ] || continue; '  # no answer from the controller: ask again later
+            f'case "$s" in {active}) ;; *) break ;; esac; '
+            "done; sleep 1; kill $t"
+        )
+        slurm_id = self._slurm_id(job) or ""
+        argv = ["sh", "-c", script, "follow", path, f"{job.directory}/.corral", slurm_id]
+        yield from self.connector.stream(argv)
 
 
 @hookimpl

@@ -1,16 +1,14 @@
-"""SLURM scripts and options, rendered by pure functions (golden-file tested).
+"""SLURM options of a job, checked and rendered by pure functions (golden-file tested).
 
 A job's own ``job.sh`` carries the ``#SBATCH`` lines of its resources (so it can also be
-submitted alone). The ready jobs of a scheduler cycle that share their options go out as one
-job array: a small wrapper whose ``#SBATCH --array`` indexes a list of job directories and
-``exec``s the chosen directory's ``job.sh``.
+submitted alone, see :func:`corral.host.slurm_text.header`); the array wrapper that starts a
+batch is rendered on the host side (:func:`corral.host.slurm_text.array_wrapper`).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from corral.core.job import Resources
@@ -98,42 +96,3 @@ def sbatch_options(resources: Resources, options: SlurmOptions) -> list[str]:
             out.append(f"--{name}={value}")
     out.extend(key if value is None else f"{key}={value}" for key, value in options.extra)
     return out
-
-
-def header(lines: Sequence[str]) -> list[str]:
-    """``#SBATCH`` lines. sbatch reads them itself (no shell), so a value with white space or
-    a quote, which it would split or keep verbatim, is refused."""
-    for line in lines:
-        if re.search(r"[\s'\"\\]", line):
-            raise ConfigError(f"SLURM option {line!r}: white space and quotes are not allowed")
-    return [f"#SBATCH {line}" for line in lines]
-
-
-def array_wrapper(
-    directories: Sequence[str],
-    options: Sequence[str],
-    *,
-    name: str,
-    comment: str,
-    output: str,
-    dependency: Sequence[str] = (),
-    throttle: int | None = None,
-) -> str:
-    """The script of one job array: task ``i`` runs ``directories[i]/job.sh``."""
-    if not directories:
-        raise ConfigError("an array needs at least one job")
-    array = f"0-{len(directories) - 1}" + (f"%{throttle}" if throttle else "")
-    lines = [
-        f"--job-name={name}",
-        f"--comment={comment}",
-        f"--array={array}",
-        f"--output={output}",
-        f"--error={output}",
-        *options,
-    ]
-    if dependency:
-        lines += [f"--dependency=afterok:{':'.join(dependency)}", "--kill-on-invalid-dep=yes"]
-    body = ["#!/usr/bin/env bash", *header(lines), "dirs=("]
-    body += [f"  {shlex.quote(d)}" for d in directories]
-    body += [")", 'exec bash "${dirs[$SLURM_ARRAY_TASK_ID]}/job.sh"']
-    return "\n".join(body) + "\n"

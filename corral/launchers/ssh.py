@@ -4,7 +4,7 @@ Job directories live on the remote host under ``workdir`` (the local workspace's
 Every scheduler cycle costs one SSH round trip per host for each of: starting the ready jobs
 (their files, and a code snapshot the first time it is needed, travel in the same command),
 and polling every active job — the host-side work
-is done by :mod:`corral.agent` there. Jobs are started in a new session, so they survive the
+is done by :mod:`corral.host.agent` there. Jobs are started in a new session, so they survive the
 SSH connection and the client; a later run re-attaches (pid + start time). The local
 workspace keeps a pointer per job (:mod:`corral.core.pointer`), so that listing jobs needs no
 round trip. Slot leases are the remote machine's own lock files
@@ -13,18 +13,17 @@ round trip. Slot leases are the remote machine's own lock files
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Self
 
 from corral.connectors.ssh import SSHConnector
-from corral.core.hostjobs import Status
-from corral.core.job import Failure, Job, JobState
-from corral.core.launcher import Launcher
+from corral.core.job import Failure, FailureReason, Job, JobState, Status, Tracked
+from corral.core.launcher import J, Launcher, Origin
 from corral.core.pool import LauncherPool
 from corral.core.slots import SlotBudget
 from corral.errors import ConfigError, SubmissionError
-from corral.launchers.host import Host, check_workdir
+from corral.launchers.remote import AgentLauncher, Host, check_workdir
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
@@ -32,15 +31,7 @@ if TYPE_CHECKING:
     from corral.plugins.registry import Registry
 
 
-
-def _status(data: Any) -> Status | None:
-    if data is None:
-        return None
-    state, failure = data
-    return JobState(state), (Failure.from_json(failure) if failure is not None else None)
-
-
-class SSHLauncher(Launcher):
+class SSHLauncher(AgentLauncher):
     """Runs jobs on an SSH host with ``cpus`` CPU slots and ``gpus`` GPU slots.
 
     :param connector: an :class:`SSHConnector` (or give ``host``, an ssh alias or
@@ -101,11 +92,22 @@ class SSHLauncher(Launcher):
         """Several SSH hosts used as one, jobs spread by free slots (see LauncherPool)."""
         return LauncherPool(launchers)
 
-    # --- the remote side ------------------------------------------------------------------
+    @classmethod
+    def for_recorded(cls, origin: Origin) -> Self:
+        """An SSH launcher on the jobs' host, with their python and setup lines."""
+        if not isinstance(origin.connector, SSHConnector):
+            raise ConfigError(
+                f"ssh launcher: jobs recorded with connector {origin.connector.name!r}, "
+                "expected 'ssh'"
+            )
+        return cls(
+            origin.connector,
+            workdir=origin.workdir,
+            python=origin.python or "python3",
+            setup=origin.setup,
+        )
 
-    def agent(self, command: str, request: Any) -> Any:
-        """Run the agent command ``command`` on the host with ``request``; its answer."""
-        return self.host.call(command, request)
+    # --- the remote side ------------------------------------------------------------------
 
     def remote_workdir(self) -> PurePosixPath:
         """The workdir with ``~`` resolved; checks the remote python and corral once."""
@@ -148,89 +150,52 @@ class SSHLauncher(Launcher):
 
     # --- the scheduler's calls: one round trip each ------------------------------------------
 
-    def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
-        """Ask the host, for every job at once, what is done or still running."""
-        answers = self.agent(
-            "recover", {"launcher": self.name, "dirs": [str(j.directory) for j in jobs]}
-        )
-        result: dict[Job, Status | None] = {}
-        for job, answer in zip(jobs, answers, strict=True):
-            if answer["handle"] is not None:
-                job.handle = answer["handle"]
-            result[job] = _status(answer["status"])
-        return result
-
     def start(
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
         """Send every job's files (and the code snapshots the host has not had yet) and start
         them, in one command."""
-        files = {job: self.job_files(job, workspace) for job in jobs}
-        request: dict[str, Any] = {
-            "launcher": self.name,
-            "jobs": [{"dir": str(job.directory), "files": files[job]} for job in jobs],
-        }
+        entries = [(job.directory, self.job_files(job, workspace)) for job in jobs]
         snapshots = self.host.snapshots(jobs, self.remote_workdir())
-        if snapshots:
-            request["snapshots"] = snapshots
         try:
-            answers = self.agent("start", request)
+            started = self.host.agent.start(self.name, entries, snapshots=snapshots)
         except SubmissionError as exc:
-            failure = Failure.from_json({"reason": "failed", "message": str(exc)})
+            failure = Failure(FailureReason.FAILED, str(exc))
             return {job: (JobState.FAILED, failure) for job in jobs}
         self.host.sent(snapshots)
         result: dict[Job, Status] = {}
-        for job, answer in zip(jobs, answers, strict=True):
-            status = _status(answer["status"])
-            assert status is not None
-            job.handle = answer["handle"]
-            if status[0] is JobState.RUNNING and not detached:
+        for job, answer in zip(jobs, started, strict=True):
+            job.handle = answer.handle
+            if answer.status[0] is JobState.RUNNING and not detached:
                 self.slots.take(job, job.resources.cpus, job.resources.gpus)
-            result[job] = status
+            result[job] = answer.status
         return result
 
-    def poll(self, jobs: Sequence[Job]) -> dict[Job, Status]:
+    def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         """Markers and liveness of every active job, in one command."""
-        answers = self.agent(
-            "poll", {"jobs": [{"dir": str(j.directory), "handle": j.handle} for j in jobs]}
-        )
-        result: dict[Job, Status] = {}
-        for job, answer in zip(jobs, answers, strict=True):
-            status = _status(answer["status"])
-            assert status is not None
+        statuses = self.host.agent.poll([(j.directory, j.handle) for j in jobs])
+        result: dict[J, Status] = {}
+        for job, status in zip(jobs, statuses, strict=True):
             if status[0].final:
                 self.slots.release(job)
             result[job] = status
         return result
 
-    def cancel(self, jobs: Sequence[Job]) -> None:
+    def cancel(self, jobs: Sequence[Tracked]) -> None:
         """SIGTERM to each job's process group on the host, SIGKILL to what is left after
         ``cancel_grace`` seconds; one command for all."""
-        started = [j for j in jobs if j.handle is not None]
-        self.agent(
-            "cancel",
-            {
-                "handles": [j.handle for j in started],
-                "dirs": [str(j.directory) for j in started],
-                "grace": self.cancel_grace,
-            },
-        )
+        started = [(j.handle, j.directory) for j in jobs if j.handle is not None]
+        self.host.agent.cancel(started, self.cancel_grace)
 
-    def mark_failed(self, job: Job, failure: Failure) -> None:
-        """Write the job's ``failed`` marker on the host."""
-        self.mark_all_failed({job: failure})
-
-    def mark_all_failed(self, failures: Mapping[Job, Failure]) -> None:
-        """Write the ``failed`` markers of jobs that could not run, in one command."""
-        if not failures:
-            return
-        jobs = [{"dir": str(j.directory), "failure": f.to_json()} for j, f in failures.items()]
-        self.agent("fail", {"jobs": jobs})
+    def cancel_outcome(self, job: Tracked) -> str:
+        """``killed on HOST``, or ``not started``."""
+        return f"killed on {self.host}" if job.handle is not None else "not started"
 
     # --- outputs ----------------------------------------------------------------------------
 
-    def follow(self, job: Job, *, stderr: bool = False) -> Iterator[str]:
-        """Yield a job's stdout (or stderr) from the start, as it grows, until the job ends."""
+    def follow(self, job: Tracked, *, stderr: bool = False, interval: float = 0.2) -> Iterator[str]:
+        """Yield a job's stdout (or stderr) from the start, as it grows, until the job ends
+        (``tail -F`` on the host, ending with the job's process)."""
         path = str(job.directory / ("stderr" if stderr else "stdout"))
         argv = ["tail", "-n", "+1", "-F", path]
         pid = job.handle.get("pid") if isinstance(job.handle, dict) else None

@@ -1,19 +1,20 @@
-"""``Plugins``: owns a pluggy manager and offers a typed facade over its hooks.
+"""``PluginManager``: owns a pluggy manager and offers a typed facade over its hooks.
 
-Built-in plugins are modules named in :data:`BUILTIN_PLUGINS`, registered exactly like
-external ones; external plugins come from the ``corral`` entry-point group. No import-time
-global: each :class:`Plugins` is independent (tests make a fresh one).
+The built-in plugins are modules that the composition root (:mod:`corral.app.plugins`)
+imports and hands over, registered first and exactly like external ones; external plugins
+come from the ``corral`` entry-point group. No import-time global: each
+:class:`PluginManager` is independent (tests make a fresh one).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from corral._version import __version__
 from corral.errors import PluginError
 from corral.plugins import spec
 from corral.plugins.markers import NAME
@@ -24,26 +25,14 @@ if TYPE_CHECKING:
     from corral.core.job import Job, JobState
     from corral.core.launcher import Launcher
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "corral.connectors.local",
-    "corral.connectors.ssh",
-    "corral.launchers.local",
-    "corral.launchers.ssh",
-    "corral.launchers.slurm",
-)
-"""Modules of the built-in plugins, registered first, by name."""
+OWN_DISTRIBUTION = f"corral {__version__}"
 
 
-def _own_distribution() -> str:
-    from corral import __version__
-
-    return f"corral {__version__}"
-
-
-class Plugins:
+class PluginManager:
     """The plugin manager of one experiment (or one CLI invocation).
 
-    :param builtins: modules of the built-in plugins.
+    :param builtins: the built-in plugins (modules), each named after its module; a name
+        in ``$CORRAL_DISABLE_PLUGINS`` (comma-separated) is left out.
     :param entry_points: also load the plugins of the ``corral`` entry-point group.
     :param extra: plugin objects (modules, classes, instances) registered last, each named
         after its module or class (``pkg.mod.MyPlugin``), so messages can name it.
@@ -52,7 +41,7 @@ class Plugins:
     def __init__(
         self,
         *,
-        builtins: tuple[str, ...] = BUILTIN_PLUGINS,
+        builtins: tuple[ModuleType, ...] = (),
         entry_points: bool = True,
         extra: tuple[object, ...] = (),
     ) -> None:
@@ -63,15 +52,16 @@ class Plugins:
             self.pm.set_blocked(name)
         self.distributions: dict[str, str] = {}
         """The distribution (``name version``) of each installed plugin, by plugin name."""
-        for module_name in builtins:
-            if self.pm.is_blocked(module_name):
+        for module in builtins:
+            if not isinstance(module, ModuleType):
+                raise PluginError(
+                    f"built-in plugin {module!r}: expected a module, imported by the "
+                    "composition root (corral.app.plugins)"
+                )
+            if self.pm.is_blocked(module.__name__):
                 continue
-            try:
-                module = importlib.import_module(module_name)
-            except Exception as exc:
-                raise PluginError(f"plugin {module_name!r} failed to import: {exc}") from exc
-            self.distributions[module_name] = _own_distribution()
-            self._register(module, module_name)
+            self.distributions[module.__name__] = OWN_DISTRIBUTION
+            self._register(module, module.__name__)
         if entry_points:
             self._load_entry_points()
         for plugin in extra:

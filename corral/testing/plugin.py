@@ -7,6 +7,7 @@ workspace), ``local_connector``. Subclass :class:`LauncherConformance` and defin
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,15 +23,15 @@ if TYPE_CHECKING:
     from corral.connectors.local import LocalConnector
     from corral.core.launcher import Launcher, Status
     from corral.core.task import Task
-    from corral.plugins.manager import Plugins
+    from corral.plugins.manager import PluginManager
 
 __all__ = ["LauncherConformance", "make_job", "run_until_final"]
 
 
 @pytest.fixture
-def corral_plugins() -> Plugins:
+def corral_plugins() -> PluginManager:
     """A fresh plugin manager (built-ins and installed plugins)."""
-    from corral.plugins.manager import Plugins
+    from corral.app.plugins import Plugins
 
     return Plugins()
 
@@ -180,7 +181,7 @@ class LauncherConformance:
     def test_experiment_with_a_dependency(
         self, launcher: Launcher, corral_workspace: Workspace
     ) -> None:
-        from corral.core.experiment import experiment
+        from corral.app.experiment import experiment
         from corral.testing.tasks import ReadAfter, Sleep
 
         with experiment(corral_workspace.root, "conformance", launcher=launcher):
@@ -189,3 +190,50 @@ class LauncherConformance:
             second = ReadAfter(before=first)
             second.submit()
         assert read(launcher, second.__taskdir__ / "read.txt") == read(launcher, first.output)
+
+    def test_the_command_line_reaches_its_jobs(
+        self,
+        launcher: Launcher,
+        corral_workspace: Workspace,
+        corral_plugins: PluginManager,
+    ) -> None:
+        """``corral jobs ls --refresh`` and ``corral jobs kill`` rebuild the launcher from the
+        workspace's records (``for_recorded``) and call its ``poll`` and ``cancel``."""
+        from corral.app.experiment import experiment
+        from corral.ops import control
+        from corral.ops.inventory import list_jobs
+        from corral.testing.tasks import Sleep
+
+        name = type(launcher).name
+        plugins = corral_plugins
+        if name not in plugins.launchers:  # not installed yet: its own module registers it
+            from corral.app.plugins import Plugins
+
+            plugins = Plugins(extra=(sys.modules[type(launcher).__module__],))
+        assert name in plugins.launchers, (
+            f"launcher {name!r} is not registered by its module nor by an installed plugin "
+            "(an entry point in the 'corral' group): `corral jobs` could not rebuild it"
+        )
+        with experiment(corral_workspace.root, "cli", launcher=launcher, wait=False):
+            job = Sleep(seconds=60, token="cli")
+            job.submit()
+        (found,) = list_jobs(corral_workspace)
+        deadline = time.monotonic() + 30
+        while True:
+            (fresh,) = control.refresh(corral_workspace, [found], plugins)
+            if fresh.state is JobState.RUNNING and launcher.connector.exists(
+                job.__taskdir__ / ".corral" / "run.lock"
+            ):
+                break
+            assert fresh.state in (JobState.SUBMITTED, JobState.RUNNING), fresh
+            assert time.monotonic() < deadline, f"{fresh.name} still {fresh.state} after 30 s"
+            time.sleep(0.1)
+        outcome = control.kill(corral_workspace, [fresh], plugins, grace=5)
+        assert set(outcome) == {fresh.identifier}
+        deadline = time.monotonic() + 30
+        while not (fresh := control.refresh(corral_workspace, [fresh], plugins)[0]).final:
+            assert time.monotonic() < deadline, f"{fresh.name} still {fresh.state} after kill"
+            time.sleep(0.1)
+        assert fresh.state is JobState.FAILED
+        assert fresh.failure is not None
+        assert fresh.failure.reason in (FailureReason.KILLED, FailureReason.CANCELLED)

@@ -13,10 +13,9 @@ from click.testing import CliRunner
 
 from corral import JobFailedError, Param, Task, experiment
 from corral.cli import cli
-from corral.connectors.local import LocalConnector
 from corral.core.workspace import Workspace
-from corral.inventory import find_job
 from corral.launchers.local import LocalLauncher
+from corral.ops.inventory import find_job
 
 NOT_UTF8 = b"caf\xe9 \xff\xfe\n"
 
@@ -68,14 +67,15 @@ def test_output_that_is_not_utf8_never_breaks_a_report(tmp_path, workspace, monk
         assert expected in result.output
 
     # A remote job's log is read over its connector (here, this machine's).
-    from corral import control
+    from corral.app.plugins import Plugins
+    from corral.ops import control
 
     info = find_job(Workspace(workspace), ident)
-    remote = dataclasses.replace(info, pointer={"connector": "ssh", "host": "box"},
+    remote = dataclasses.replace(info, pointer={"connector": "local", "host": "box"},
                                  remote_dir=str(info.local_dir))
-    monkeypatch.setattr(control, "connector_for", lambda job: LocalConnector())
-    assert control.read_log(remote) == "out: caf\ufffd \ufffd\ufffd\n"
-    assert control.read_log(remote, stderr=True).startswith("err: caf\ufffd")
+    plugins = Plugins()
+    assert control.read_log(remote, plugins) == "out: caf\ufffd \ufffd\ufffd\n"
+    assert control.read_log(remote, plugins, stderr=True).startswith("err: caf\ufffd")
 
 
 def test_a_ten_megabyte_param_reaches_the_job(tmp_path, workspace):

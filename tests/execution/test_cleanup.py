@@ -14,8 +14,8 @@ from corral import experiment
 from corral.cli import cli
 from corral.core import snapshot
 from corral.core.workspace import Workspace
-from corral.inventory import list_jobs, read_job
 from corral.launchers.local import LocalLauncher
+from corral.ops.inventory import list_jobs, read_job
 from tests.execution.tasks import Record, Waiter
 
 

@@ -20,8 +20,8 @@ from corral import JobFailedError, experiment
 from corral.cli import cli
 from corral.core import procs
 from corral.core.workspace import Workspace, read_json
-from corral.inventory import list_jobs
 from corral.launchers.local import LocalLauncher
+from corral.ops.inventory import list_jobs
 from tests.execution.tasks import Fail, Record, Talk
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from corral import ConfigError, JobFailedError, SubmitHook, experiment, identifier
+from corral.app.plugins import Plugins
 from corral.core import procs
 from corral.core.identity import type_id
 from corral.core.job import FailureReason, JobState
 from corral.core.workspace import LAUNCH, final_state, state_dir
 from corral.launchers.local import LocalLauncher
-from corral.plugins.manager import Plugins
 from corral.plugins.markers import hookimpl
 from tests.execution.tasks import (
     After,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from corral import ConfigError, JobFailedError, PluginError, experiment
+from corral.app.plugins import Plugins
 from corral.core.job import FailureReason, JobState
 from corral.launchers.local import LocalLauncher
-from corral.plugins.manager import Plugins
 from corral.plugins.markers import hookimpl
 from tests.execution.tasks import Echo, Fail, Record, read_log
 from tests.execution.test_local import max_concurrency

@@ -1,4 +1,4 @@
-"""``corral.explain`` and ``corral why``: which params make a config a new job."""
+"""``corral.ops.explain`` and ``corral why``: which params make a config a new job."""
 
 from __future__ import annotations
 

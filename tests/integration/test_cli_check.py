@@ -103,7 +103,7 @@ def test_ssh_host_with_a_wrong_python_fails_that_check_only(hosts, ssh_host):
         "workdir": "PASS", "disk": "PASS",
     }
     assert lines["python"][1].startswith(
-        "/nonexistent/bin/python -m corral.agent version on corraltest@"
+        "/nonexistent/bin/python -m corral.host.agent version on corraltest@"
     )
     assert "exit code 127" in lines["python"][1]
     assert lines["workdir"][1].startswith("/home/corraltest/corral ")

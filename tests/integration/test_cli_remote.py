@@ -14,7 +14,7 @@ from corral import experiment
 from corral.cli import cli
 from corral.connectors.ssh import SSHConnector, close_all
 from corral.core.workspace import Workspace, read_json
-from corral.inventory import read_job
+from corral.ops.inventory import read_job
 from tests.execution.tasks import Fail, Record, Talk
 from tests.integration.test_ssh_launcher import REMOTE_HOME, launcher_for
 

@@ -23,9 +23,9 @@ from corral import experiment
 from corral.cli import cli
 from corral.connectors.ssh import SSHConnector, close_all
 from corral.core.workspace import Workspace
-from corral.inventory import list_jobs
 from corral.launchers.slurm import SlurmLauncher
 from corral.launchers.ssh import SSHLauncher
+from corral.ops.inventory import list_jobs
 
 REMOTE_HOME = "/home/corraltest"
 

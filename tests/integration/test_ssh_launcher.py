@@ -479,9 +479,9 @@ def test_version_mismatch_is_a_clear_error(ssh_host, rig, workdir, tmp_path):
     c.write_text(
         fake,
         "#!/bin/sh\n"
-        "shift 2  # -m corral.agent\n"
-        f"exec {rig.python} -c 'import runpy, sys, corral; corral.__version__ = \"9.9.0\"; "
-        "sys.argv[0] = \"corral.agent\"; runpy.run_module(\"corral.agent\", "
+        "shift 2  # -m corral.host.agent\n"
+        f"exec {rig.python} -c 'import runpy, sys, corral._version as v; v.__version__ = \"9.9.0\"; "
+        "sys.argv[0] = \"corral.host.agent\"; runpy.run_module(\"corral.host.agent\", "
         "run_name=\"__main__\")' \"$@\"\n",
         mode=0o755,
     )

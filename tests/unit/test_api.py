@@ -14,10 +14,12 @@ EXPECTED = {
     "HostKeyError",
     "Job",
     "JobFailedError",
+    "JobState",
     "Launcher",
     "Meta",
     "Param",
     "PluginError",
+    "Plugins",
     "ResumableTask",
     "Secret",
     "SubmissionError",
@@ -30,8 +32,11 @@ EXPECTED = {
     "explain",
     "field",
     "find_launcher",
+    "hookimpl",
     "identifier",
     "launcher",
+    "load_hosts",
+    "match_hosts",
     "pathgenerator",
     "submit_hook_decorator",
     "tag",
@@ -57,8 +62,8 @@ def test_job_process_imports_stay_light():
     import sys
 
     code = (
-        "import sys, corral.run, corral.core.runner, corral.core.serialize;"
-        "heavy = {'paramiko', 'fabric', 'pluggy', 'click', 'filelock', 'corral.core.experiment'};"
+        "import sys, corral.run, corral.host.runner, corral.core.serialize;"
+        "heavy = {'paramiko', 'fabric', 'pluggy', 'click', 'filelock', 'corral.app.experiment'};"
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -30,18 +30,18 @@ from corral import (
     identifier,
     pathgenerator,
 )
+from corral.app.finder import find_host, parse_query
+from corral.app.hosts import HostsConfig
+from corral.app.plugins import Plugins
 from corral.cli import cli
 from corral.connectors.local import LocalConnector
 from corral.connectors.ssh import SSHConnector
 from corral.core.job import Job
 from corral.core.launcher import Launcher
 from corral.core.task import Dep
-from corral.finder import find_host, parse_query
-from corral.hosts import HostsConfig
 from corral.launchers.local import LocalLauncher
 from corral.launchers.slurm import SlurmLauncher
 from corral.launchers.ssh import SSHLauncher
-from corral.plugins.manager import Plugins
 
 Case = Callable[[Path], object]
 

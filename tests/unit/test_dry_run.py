@@ -41,7 +41,7 @@ def test_remote_launchers_are_planned_without_connecting(tmp_path, capsys):
     assert gpu.directory.startswith("/scratch/ws/jobs/tests.execution.tasks.GpuRecord/")
     assert gpu.command == ["ssh", "bob@nohost.invalid:2200", "bash", "-c",
                            "source /opt/venv/bin/activate\n"
-                           "cd / && exec /opt/py/bin/python3 -m corral.agent start"]
+                           "cd / && exec /opt/py/bin/python3 -m corral.host.agent start"]
     assert [str(c) for c in gpu.changes] == [
         "gpus: 0 -> 1  [submit hook one_gpu]",
         "+ CORRAL_CPU_SLOTS=cpu:4:1  [launcher ssh]",

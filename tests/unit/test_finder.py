@@ -10,16 +10,16 @@ from click.testing import CliRunner
 
 import corral.cli.find  # noqa: F401  (registers `corral find`)
 from corral import ConfigError
-from corral.cli import cli
-from corral.finder import (
+from corral.app.choose import find_launcher
+from corral.app.finder import (
     SYNTAX,
-    explain,
     find_host,
-    find_launcher,
+    match_hosts,
     parse_duration,
     parse_query,
     parse_size,
 )
+from corral.cli import cli
 from corral.launchers.local import LocalLauncher
 from corral.launchers.ssh import SSHLauncher
 
@@ -136,7 +136,7 @@ def test_malformed_queries_are_one_line_errors(query, message):
 
 
 def test_explain_says_why_each_host_fails(hosts_file):
-    results = explain("gpus>=1 & gpu_mem>=40G & time<=2-00:00:00")
+    results = match_hosts("gpus>=1 & gpu_mem>=40G & time<=2-00:00:00")
     assert [(r.name, r.matches, r.reasons) for r in results] == [
         ("laptop", False, ("declares no gpus", "declares no gpu_mem", "declares no time")),
         ("gpubox", False, ("gpu_mem = 24G; the job needs 40G or more",)),

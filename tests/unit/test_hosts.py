@@ -8,21 +8,21 @@ from pathlib import Path
 import pytest
 
 from corral import ConfigError
-from corral.connectors.ssh import SSHConnector
-from corral.core.launcher import Launcher
-from corral.hosts import (
+from corral.app.choose import launcher
+from corral.app.hosts import (
     HostsConfig,
-    launcher,
     load_hosts,
     locate,
     project_file,
     resolve_host,
     user_file,
 )
+from corral.app.plugins import Plugins
+from corral.connectors.ssh import SSHConnector
+from corral.core.launcher import Launcher
 from corral.launchers.local import LocalLauncher
 from corral.launchers.slurm import SlurmLauncher
 from corral.launchers.ssh import SSHLauncher
-from corral.plugins.manager import Plugins
 from corral.plugins.markers import hookimpl
 
 

@@ -12,14 +12,13 @@ import pytest
 
 from corral import ConfigError
 from corral.core import procs
-from corral.core.script import ScriptSpec, render_job_script
+from corral.core.script import ScriptSpec, parse_job_script, render_job_script
 from corral.core.workspace import Workspace
-from corral.inventory import (
+from corral.ops.inventory import (
     find_job,
     format_age,
     list_experiments,
     list_jobs,
-    parse_job_script,
     parse_since,
     read_experiment,
     read_job,

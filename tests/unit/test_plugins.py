@@ -8,10 +8,10 @@ import pluggy
 import pytest
 
 from corral import PluginError, __version__
+from corral.app.plugins import Plugins
 from corral.cli import main
 from corral.connectors.local import LocalConnector
 from corral.launchers.local import LocalLauncher
-from corral.plugins.manager import Plugins
 from corral.plugins.markers import hookimpl
 
 
@@ -134,8 +134,13 @@ def test_the_same_plugin_object_twice_is_a_plugin_error():
         Plugins(builtins=(), entry_points=False, extra=(recorder, recorder))
 
 
-def test_unknown_builtin_module_is_named():
-    with pytest.raises(PluginError, match="plugin 'corral.launchers.nope' failed to import"):
+def test_builtins_are_the_modules_the_composition_root_imported():
+    import corral.launchers.slurm
+
+    plugins = Plugins(entry_points=False)
+    assert plugins.pm.get_plugin("corral.launchers.slurm") is corral.launchers.slurm
+    assert plugins.launchers.origin("slurm") == "corral.launchers.slurm"
+    with pytest.raises(PluginError, match="built-in plugin 'corral.launchers.nope': expected a module"):
         Plugins(builtins=("corral.launchers.nope",), entry_points=False)
 
 

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from corral.core.job import Failure, FailureReason, Job, JobState
-from corral.progress import Progress, _duration
+from corral.ops.progress import Progress, _duration
 
 WIDTH = 100
 

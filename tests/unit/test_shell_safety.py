@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from corral import ConfigError
 from corral.core.job import Resources
 from corral.core.script import ScriptSpec, render_job_script, render_secrets
-from corral.launchers.slurm_script import SlurmOptions, header, sbatch_options
+from corral.host.slurm_text import header
+from corral.launchers.slurm_script import SlurmOptions, sbatch_options
 
 # Anything a str can hold in an environment or a path: no NUL (the OS refuses it), no lone
 # surrogates (not encodable).

@@ -8,8 +8,8 @@ import pytest
 
 from corral import ConfigError
 from corral.core.job import Failure, FailureReason, JobState, Resources
-from corral.launchers.slurm_script import SlurmOptions, array_wrapper, sbatch_options
-from corral.launchers.slurm_states import combine, controller_status
+from corral.host.slurm_text import array_wrapper, combine, controller_status
+from corral.launchers.slurm_script import SlurmOptions, sbatch_options
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -45,7 +45,7 @@ def test_sbatch_options_defaults_and_validation():
         sbatch_options(Resources(mem="4 GB"), SlurmOptions())
     with pytest.raises(ConfigError, match="extra option '-x'"):
         SlurmOptions.make(extra={"-x": "1"})
-    from corral.launchers.slurm_script import header
+    from corral.host.slurm_text import header
 
     with pytest.raises(ConfigError, match="white space and quotes are not allowed"):
         header(sbatch_options(Resources(), SlurmOptions.make(partition="a b")))
@@ -94,7 +94,7 @@ def test_marker_wins_except_for_what_only_the_controller_knows():
 
 
 def test_parse_states_expands_arrays_and_ignores_ambiguous_records():
-    from corral.launchers.slurm_states import expand_indices, parse_states
+    from corral.host.slurm_text import expand_indices, parse_states
 
     assert expand_indices("0-3,7%2") == ["0", "1", "2", "3", "7"]
     assert expand_indices("5") == ["5"]
@@ -157,7 +157,7 @@ def test_submit_limit_from_sacctmgr():
 
 
 def test_a_squeue_that_got_no_answer_says_nothing_of_which_jobs_are_gone():
-    from corral.launchers.slurm_states import squeue_answered
+    from corral.host.slurm_text import squeue_answered
 
     assert squeue_answered(0, "")
     assert squeue_answered(1, "slurm_load_jobs error: Invalid job id specified\n")  # forgotten
@@ -182,7 +182,7 @@ def test_a_controller_that_did_not_answer_pauses_submissions_but_teaches_no_limi
 
 
 def test_slurm_commands_drop_the_callers_job_variables_but_not_the_configuration(monkeypatch):
-    from corral.launchers.slurm_host import clean_env
+    from corral.host.slurm import clean_env
 
     monkeypatch.setenv("SLURM_JOB_ID", "12")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")

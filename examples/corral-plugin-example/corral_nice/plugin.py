@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from corral.core.job import Job
-from corral.errors import ConfigError
-from corral.launchers.local import LocalLauncher
-from corral.plugins.markers import hookimpl
+from corral import ConfigError, Job, hookimpl
+from corral.launchers import LocalLauncher
 
 
 class NiceLauncher(LocalLauncher):

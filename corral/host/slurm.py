@@ -1,4 +1,5 @@
-"""The SLURM side of :mod:`corral.agent`: runs where ``sbatch`` is (this machine or a login node).
+"""The SLURM side of :mod:`corral.host.agent`: runs where ``sbatch`` is (this machine or a
+login node).
 
 - :func:`sbatch_spawn` submits a batch of job directories as one job array. Before ``sbatch``
   it writes each job's ``.corral/submitting.json`` (the array's unique job name and the
@@ -7,7 +8,7 @@
 - :func:`alive` tells, with one ``squeue`` call, which recorded jobs SLURM still runs or queues.
 
 When the controller does not answer, a job it may still run is never taken for gone: the
-liveness check and the lookup by name raise :class:`~corral.core.hostjobs.Deferred`, and the
+liveness check and the lookup by name raise :class:`~corral.core.job.Deferred`, and the
 jobs wait (nothing is submitted again) until it answers.
 
 Every SLURM command runs without the caller's ``SLURM_*`` variables, but ``SLURM_CONF`` (where
@@ -27,9 +28,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from corral.core.hostjobs import Deferred
-from corral.core.workspace import LAUNCH, read_json, state_dir
-from corral.launchers.slurm_states import ACTIVE, parse_states, squeue_answered
+from corral.core.job import Deferred
+from corral.core.workspace import LAUNCH, Writer, read_json, state_dir
+from corral.errors import SubmissionError
+from corral.host.protocol import SbatchSpec
+from corral.host.slurm_text import ACTIVE, array_wrapper, parse_states, squeue_answered
 
 SUBMITTING = "submitting.json"
 LIMIT = re.compile(
@@ -91,16 +94,8 @@ def alive(handles: list[Any]) -> list[bool]:
     return [isinstance(h, dict) and known.get(str(h.get("id", ""))) in ACTIVE for h in handles]
 
 
-def sbatch_spawn(
-    spec: dict[str, Any], write: Callable[[Path, str, int], None]
-) -> Callable[[list[Path]], list[Any]]:
-    """A spawn for :func:`corral.core.hostjobs.start` that submits its batch as one array.
-
-    ``spec``: the wrapper's ``path``, ``token`` (unique), ``options``, ``comment``,
-    ``output``, ``dependency`` and ``throttle``.
-    """
-    from corral.errors import SubmissionError
-    from corral.launchers.slurm_script import array_wrapper
+def sbatch_spawn(spec: SbatchSpec, write: Writer) -> Callable[[list[Path]], list[Any]]:
+    """A spawn for :func:`corral.host.jobs.start` that submits its batch as one array."""
 
     def spawn(dirs: list[Path]) -> list[Any]:
         wrapper = Path(spec["path"])
@@ -145,7 +140,7 @@ def _handle(array: str, index: int, token: str, wrapper: str) -> dict[str, Any]:
     return {"id": f"{array}_{index}", "array": array, "token": token, "wrapper": wrapper}
 
 
-def resolve_submissions(dirs: Sequence[Path], *, write: Callable[[Path, str, int], None]) -> int:
+def resolve_submissions(dirs: Sequence[Path], *, write: Writer) -> int:
     """Record the SLURM id of submissions whose agent died between ``sbatch`` and writing
     ``launch.json``, found by the array's unique job name; returns how many were found.
 

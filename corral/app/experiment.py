@@ -1,4 +1,10 @@
-"""``experiment()``: the context in which tasks are submitted.
+"""``experiment()``: the context in which tasks are submitted — the composition root.
+
+This module wires what the core leaves open: the plugins (:mod:`corral.app.plugins`), the
+launcher choice (:mod:`corral.app.choose`: names, hosts files, pools), the progress display
+(:mod:`corral.ops.progress`) and, for ``corral why``, :mod:`corral.ops.explain`. Nothing below
+it imports it: ``Task.submit`` finds the running experiment through
+:mod:`corral.core.context`.
 
 ::
 
@@ -16,8 +22,6 @@ the job's provenance (:mod:`corral.core.provenance`), once per set of import roo
 
 from __future__ import annotations
 
-import contextvars
-import inspect
 import json
 import os
 import re
@@ -28,7 +32,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.core import provenance
+from corral.app.choose import Choice, Launchers
+from corral.app.plugins import Plugins
+from corral.core import context, provenance
 from corral.core.config import walk
 from corral.core.dryrun import Changes, PlannedJob, dry_run_from_env, explain_from_env, plan
 from corral.core.hooks import collect_hooks
@@ -39,21 +45,19 @@ from corral.core.provenance import Recorder, check_option
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
-from corral.errors import ConfigError, FailedJob, JobFailedError, PluginError
+from corral.errors import ConfigError, FailedJob, JobFailedError
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
-    from corral.plugins.manager import Plugins
+    from corral.plugins.manager import PluginManager
 
-_CURRENT: contextvars.ContextVar[Experiment | None] = contextvars.ContextVar(
-    "corral_experiment", default=None
-)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 def current_experiment() -> Experiment | None:
     """The experiment whose block is running, if any."""
-    return _CURRENT.get()
+    xp = context.current()
+    return xp if isinstance(xp, Experiment) else None
 
 
 class Experiment:
@@ -63,9 +67,9 @@ class Experiment:
         self,
         workdir: str | os.PathLike[str],
         name: str,
-        launcher: Launcher | LauncherPool | str | None = None,
+        launcher: Choice | str | None = None,
         *,
-        plugins: Plugins | None = None,
+        plugins: PluginManager | None = None,
         dry_run: bool = False,
         snapshot: bool | list[str | os.PathLike[str]] = True,
     ) -> None:
@@ -78,8 +82,6 @@ class Experiment:
             raise ConfigError(
                 f"experiment workdir: expected a path (str or Path), got {type(workdir).__name__}"
             )
-        from corral.plugins.manager import Plugins
-
         self.workspace = Workspace(workdir)
         self.recorder = Recorder(self.workspace, check_option(snapshot))
         """The code snapshots and git states of the submissions, each taken once."""
@@ -88,8 +90,8 @@ class Experiment:
         self.planned: list[PlannedJob] = []
         """The jobs of a dry run, in the order they were submitted."""
         self.plugins = plugins if plugins is not None else Plugins()
-        self._launchers: dict[str, Launcher] = {}
-        self.default_launcher = self.resolve_launcher(launcher if launcher is not None else "local")
+        self.launchers = Launchers(self.plugins, self.workspace.root)
+        self.default_launcher = self.launchers.resolve("local" if launcher is None else launcher)
         self.jobs: dict[str, Job] = {}
         self.scheduler = Scheduler(self.workspace, on_finished=self._finished)
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
@@ -110,51 +112,21 @@ class Experiment:
                 f"workspace {self.workspace.root} is not writable: {exc.strerror or exc}"
             ) from exc
 
-    def resolve_launcher(
-        self, launcher: Launcher | LauncherPool | str | None, **options: Any
-    ) -> Launcher | LauncherPool:
-        """A launcher (or pool) from an instance, a registered name (with options), or None."""
-        from corral.core.launcher import Launcher
+    @property
+    def workspace_root(self) -> Path:
+        """The workspace directory (what ``@cache`` uses in the client)."""
+        return self.workspace.root
 
+    def resolve_launcher(self, launcher: Choice | str | None, **options: Any) -> Choice:
+        """A launcher (or pool) from an instance, a registered name (with options), a host
+        name, or None for the experiment's launcher."""
         if launcher is None:
             if options:
                 raise ConfigError("launcher options need a launcher name")
             return self.default_launcher
-        if isinstance(launcher, Launcher | LauncherPool):
-            if options:
-                raise ConfigError("launcher options go with a launcher name, not an instance")
-            return launcher
-        if not isinstance(launcher, str):
-            raise ConfigError(
-                "launcher: expected a Launcher, a LauncherPool or a registered name, got "
-                f"{type(launcher).__name__}"
-            )
-        key = launcher + json.dumps(options, sort_keys=True, default=str)
-        if key not in self._launchers:
-            if launcher in self.plugins.launchers:
-                cls = self.plugins.launchers.get(launcher)
-                check_options(f"launcher {launcher!r}", cls, options)
-                self._launchers[key] = cls(**options)
-            else:  # a host of the hosts file (hosts.toml, corral.toml)
-                from corral.hosts import launcher as host_launcher
-                from corral.hosts import load_hosts
+        return self.launchers.resolve(launcher, **options)
 
-                if options:
-                    if launcher not in load_hosts(self.workspace.root):
-                        known = ", ".join(self.plugins.launchers.names())
-                        raise PluginError(f"unknown launcher {launcher!r}; known: {known}")
-                    raise ConfigError(
-                        f"launcher {launcher!r}: options go with a launcher type "
-                        f"({', '.join(self.plugins.launchers.names())}), not with a host name"
-                    )
-                self._launchers[key] = host_launcher(
-                    launcher, workspace=self.workspace.root, plugins=self.plugins
-                )
-        return self._launchers[key]
-
-    def submit(
-        self, task: Task, launcher: Launcher | LauncherPool | str | None = None, **options: Any
-    ) -> Any:
+    def submit(self, task: Task, launcher: Choice | str | None = None, **options: Any) -> Any:
         """Schedule ``task``; return its ``task_outputs``."""
         if not isinstance(task, Task):
             raise ConfigError(f"submit() takes a Task, got {type(task).__name__}")
@@ -175,9 +147,24 @@ class Experiment:
                 deps.append(dep_job)
             _check_importable(task)
             pool = resolved if isinstance(resolved, LauncherPool) else None
-            chosen = pool.select(deps, self.workspace) if pool is not None else resolved
-            assert not isinstance(chosen, LauncherPool)
-            here = chosen.location(self.workspace)
+            shown = pool.representative(deps, self.workspace) if pool is not None else resolved
+            assert not isinstance(shown, LauncherPool)
+            job = Job(task, ident, tid, self._directory(shown, tid, ident), shown, deps)
+            if not self.dry_run:
+                self._record_code(job)
+            job.resources = shown.default_resources()
+            changes = Changes() if self.dry_run else None
+            for hook in collect_hooks(walk(task)):
+                with _watch(changes, f"submit hook {type(hook).__name__}", job):
+                    hook.process(job, shown)
+            with _watch(changes, "plugins", job):
+                self.plugins.prepare_job(job, shown)
+            if pool is not None:  # the one choice of a member, now that resources are known
+                member = pool.choose(job, self.workspace)
+                if member is not shown:
+                    job.launcher = member
+                    job.directory = self._directory(member, tid, ident)
+            here = job.launcher.location(self.workspace)
             for dep_job in deps:
                 if dep_job.launcher.location(self.workspace) != here:
                     raise ConfigError(
@@ -185,22 +172,6 @@ class Experiment:
                         f"{dep_job.launcher.location(self.workspace)}: a task must run where "
                         "the outputs it depends on are"
                     )
-            if self.dry_run:  # the same path, found without connecting where possible
-                directory = chosen.planned_root(self.workspace) / "jobs" / tid / ident
-            else:
-                directory = chosen.job_directory(self.workspace, tid, ident)
-            job = Job(task, ident, tid, directory, chosen, deps)
-            if not self.dry_run:
-                self._record_code(job)
-            job.resources = chosen.default_resources()
-            changes = Changes() if self.dry_run else None
-            for hook in collect_hooks(walk(task)):
-                with _watch(changes, f"submit hook {type(hook).__name__}", job):
-                    hook.process(job, chosen)
-            with _watch(changes, "plugins", job):
-                self.plugins.prepare_job(job, chosen)
-            if pool is not None:
-                pool.assigned(chosen, job)  # may move it to the member best for its resources
             job.check_environ()
             job.launcher.check(job)
             self.jobs[key] = job
@@ -211,6 +182,11 @@ class Experiment:
                 self.scheduler.add(job)
         task.__dict__["__taskdir__"] = job.directory
         return task.task_outputs(Dep(task))
+
+    def _directory(self, launcher: Launcher, type_id: str, identifier: str) -> Path:
+        if self.dry_run:  # the same path, found without connecting where possible
+            return launcher.planned_root(self.workspace) / "jobs" / type_id / identifier
+        return launcher.job_directory(self.workspace, type_id, identifier)
 
     def _record_code(self, job: Job) -> None:
         job.snapshot, roots = self.recorder.record(job.task)
@@ -231,7 +207,7 @@ class Experiment:
         if not explain_from_env():
             print(planned.render(len(self.planned)) + "\n", flush=True)
         elif planned.state != "done":  # `corral why SCRIPT`: why each job would run
-            from corral.explain import explain
+            from corral.ops.explain import explain
 
             print(explain(job.task, self.workspace).render() + "\n", flush=True)
 
@@ -257,24 +233,6 @@ class Experiment:
 
 def _watch(changes: Changes | None, source: str, job: Job) -> Any:
     return nullcontext() if changes is None else changes.watch(source, job)
-
-
-def check_options(what: str, factory: Any, options: dict[str, Any]) -> None:
-    """Refuse keyword ``options`` that ``factory`` does not take, listing those it takes."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # no signature to check against
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = sorted(
-        name
-        for name, p in params.items()
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    )
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(f"{what}: unknown option {unknown[0]!r}; valid: {', '.join(valid)}")
 
 
 def _check_directory(root: Path) -> None:
@@ -311,10 +269,10 @@ def _failed_job(job: Job) -> FailedJob:
 def experiment(
     workdir: str | os.PathLike[str],
     name: str,
-    launcher: Launcher | LauncherPool | str | None = None,
+    launcher: Choice | str | None = None,
     wait: bool = True,
     *,
-    plugins: Plugins | None = None,
+    plugins: PluginManager | None = None,
     dry_run: bool = False,
     progress: bool | None = None,
     snapshot: bool | list[str | os.PathLike[str]] = True,
@@ -329,7 +287,7 @@ def experiment(
     ``dry_run`` (forced by ``CORRAL_DRY_RUN=1``, as ``corral dry-run`` sets it) prints
     what each job would be and does nothing: no job directory, no run record, no job started.
 
-    ``progress`` shows the jobs while the block waits for them (see :mod:`corral.progress`):
+    ``progress`` shows the jobs while the block waits for them (see :mod:`corral.ops.progress`):
     a live display on a terminal, log lines otherwise; by default only on a terminal.
 
     ``snapshot`` (on by default) copies the project's code at submission into the
@@ -344,27 +302,26 @@ def experiment(
         )
     dry = dry_run or dry_run_from_env()
     xp = Experiment(workdir, name, launcher, plugins=plugins, dry_run=dry, snapshot=snapshot)
-    token = _CURRENT.set(xp)
     try:
-        yield xp
-        if dry:
-            done = sum(p.state == "done" for p in xp.planned)
-            print(
-                f"dry run of {name!r}: {len(xp.planned)} job(s)"
-                + (f", {done} done already" if done else "")
-                + "; nothing was written or started",
-                flush=True,
-            )
-        elif wait:
-            if progress if progress is not None else sys.stdout.isatty():
-                from corral.progress import Progress
+        with context.submitting_to(xp):
+            yield xp
+            if dry:
+                done = sum(p.state == "done" for p in xp.planned)
+                print(
+                    f"dry run of {name!r}: {len(xp.planned)} job(s)"
+                    + (f", {done} done already" if done else "")
+                    + "; nothing was written or started",
+                    flush=True,
+                )
+            elif wait:
+                if progress if progress is not None else sys.stdout.isatty():
+                    from corral.ops.progress import Progress
 
-                with Progress(lambda: list(xp.jobs.values()), title=name):
+                    with Progress(lambda: list(xp.jobs.values()), title=name):
+                        xp.wait()
+                else:
                     xp.wait()
             else:
-                xp.wait()
-        else:
-            xp.scheduler.detach()
+                xp.scheduler.detach()
     finally:
-        _CURRENT.reset(token)
         xp.close()

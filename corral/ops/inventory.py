@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -25,25 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from corral.core import procs
-from corral.core.job import Failure
+from corral.core.job import Failure, JobState
 from corral.core.pointer import POINTER
-from corral.core.workspace import DONE, FAILED, LAUNCH, STATE_DIR, Workspace
+from corral.core.workspace import DONE, FAILED, LAUNCH, STATE_DIR, Workspace, marker_status
 from corral.errors import ConfigError
 
-STATES = (
-    "created", "waiting", "ready", "submitted", "running", "done", "failed", "lost", "unknown",
-    "missing",
-)
-"""A job's state as read from its files.
-
-``created``: a directory with no launch record; ``waiting``, ``ready``: a remote job's last
-known state before it was started; ``submitted``: queued in a batch scheduler
-(or the last known state of a remote job); ``lost``: a local process that ended without a
-result; ``unknown``: started on another machine, whose processes cannot be seen from here;
-``missing``: an experiment's record names a job whose directory is gone.
-"""
-FINAL = frozenset({"done", "failed"})
-ACTIVE = frozenset({"created", "submitted", "running", "waiting", "ready"})
+STATES: tuple[JobState, ...] = tuple(JobState)
+"""Every state a job read from its files can be in, in the order listings count them (see
+:class:`~corral.core.job.JobState`)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +41,7 @@ class JobInfo:
     type_id: str
     identifier: str
     local_dir: Path
-    state: str
+    state: JobState
     failure: Failure | None = None
     launcher: str | None = None
     host: str | None = None
@@ -99,7 +87,7 @@ class JobInfo:
     @property
     def final(self) -> bool:
         """Whether the job is done or failed."""
-        return self.state in FINAL
+        return self.state.final
 
     @property
     def reason(self) -> str:
@@ -135,7 +123,7 @@ class JobInfo:
         return (time.time() if now is None else now) - self.time
 
 
-def _read(path: str) -> Any:
+def _bytes(path: str) -> bytes | None:
     # os.open/os.read rather than open(): no text layer, a third of the time per small file
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -145,11 +133,19 @@ def _read(path: str) -> Any:
         data = b""
         while chunk := os.read(fd, 1 << 16):
             data += chunk
-        return json.loads(data)
-    except (OSError, ValueError):
+        return data
+    except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _read(path: str) -> Any:
+    data = _bytes(path)
+    try:
+        return None if data is None else json.loads(data)
+    except ValueError:
+        return None
 
 
 def _mtime(path: str) -> float | None:
@@ -173,30 +169,31 @@ def _job(local: Path, type_id: str, identifier: str, here: str) -> JobInfo:
     except OSError:
         names = set()
         if not os.path.isdir(base):
-            return JobInfo(type_id, identifier, local, "missing")
+            return JobInfo(type_id, identifier, local, JobState.MISSING)
     if POINTER in names:
         pointer = _read(f"{sd}/{POINTER}")
         if isinstance(pointer, dict):
             return _remote(local, type_id, identifier, pointer, sd)
     launch = _read(f"{sd}/{LAUNCH}") if LAUNCH in names else None
     launch = launch if isinstance(launch, dict) else {}
-    state, failure = "created", None
-    if DONE in names:
-        state = "done"
-    elif FAILED in names:
-        data = _read(f"{sd}/{FAILED}")
-        state, failure = "failed", Failure.from_json(data if isinstance(data, dict) else {})
+    state, failure = JobState.CREATED, None
+    failed = None
+    if DONE not in names and FAILED in names:
+        failed = (_bytes(f"{sd}/{FAILED}") or b"").decode("utf-8", errors="replace")
+    final = marker_status(DONE in names, failed)
+    if final is not None:
+        state, failure = final
     handle = launch.get("handle")
     launcher = launch.get("launcher")
     host = launch.get("host")
-    if state == "created" and launch:
+    if state is JobState.CREATED and launch:
         if isinstance(handle, dict) and "pid" in handle:
             if host not in (None, here):
-                state = "unknown"
+                state = JobState.UNKNOWN
             else:
-                state = "running" if procs.handle_alive(handle) else "lost"
+                state = JobState.RUNNING if procs.handle_alive(handle) else JobState.LOST
         else:  # a batch job: only the scheduler knows whether it still queues or runs
-            state = "submitted"
+            state = JobState.SUBMITTED
     started = launch.get("time")
     when = float(started) if isinstance(started, int | float) else _mtime(f"{base}/params.json")
     return JobInfo(
@@ -217,7 +214,10 @@ def _remote(
 ) -> JobInfo:
     raw = pointer.get("failure")
     failure = Failure.from_json(raw) if isinstance(raw, dict) else None
-    state = str(pointer.get("state") or "unknown")
+    try:
+        state = JobState(str(pointer.get("state") or "unknown"))
+    except ValueError:
+        state = JobState.UNKNOWN
     host = pointer.get("host") or pointer.get("alias")
     when = _mtime(f"{sd}/job.sh") or _mtime(f"{sd}/{POINTER}")
     remote_dir = pointer.get("remote_dir")
@@ -258,7 +258,7 @@ def list_jobs(
 ) -> list[JobInfo]:
     """Every job of ``workspace``, oldest first; only those in ``states`` and launched (or
     written) at or after ``since`` when given."""
-    wanted = set(states) if states is not None else None
+    wanted = {JobState(s) for s in states} if states is not None else None
     here = procs.hostname()
     jobs = []
     for type_id, ident, local in job_dirs(workspace):
@@ -317,7 +317,7 @@ class RunInfo:
     """Launcher names by identifier, as recorded when submitted."""
 
     @property
-    def counts(self) -> Counter[str]:
+    def counts(self) -> Counter[JobState]:
         """How many jobs in each state."""
         return Counter(j.state for j in self.jobs)
 
@@ -400,55 +400,7 @@ def list_experiments(workspace: Workspace) -> list[ExperimentInfo]:
     return [read_experiment(workspace, e.name) for e in list_experiment_names(workspace)]
 
 
-# --- job scripts and times ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScriptInfo:
-    """What a rendered ``job.sh`` says (see :func:`corral.core.script.render_job_script`)."""
-
-    python: str | None
-    environ: dict[str, str]
-    """Variables exported for the job (by submit hooks, plugins and the launcher)."""
-    setup: list[str]
-    """Shell lines run before the job (a launcher's ``setup``)."""
-    secrets: str | None = None
-    """The file of secret variables the script sources (values never in ``job.sh``)."""
-
-
-_EXPORT = re.compile(r"^export ([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-
-
-def parse_job_script(text: str) -> ScriptInfo:
-    """The interpreter, exported environment and setup lines of a rendered ``job.sh``."""
-    lines = text.splitlines()
-    try:
-        start = lines.index("exec >stdout 2>stderr") + 1
-    except ValueError:
-        return ScriptInfo(None, {}, [])
-    environ: dict[str, str] = {}
-    setup: list[str] = []
-    python = secrets = None
-    for line in lines[start:]:
-        if line.startswith(". ") and line.endswith(" || exit 70") and not environ and not setup:
-            words = shlex.split(line[2 : -len(" || exit 70")])
-            secrets = words[0] if words else None
-            continue
-        if line.startswith("export CORRAL_JOB_DIR="):
-            continue
-        if line.startswith("PYTHON="):
-            words = shlex.split(line[len("PYTHON=") :])
-            python = words[0] if words else None
-            continue
-        if line.startswith('exec "$PYTHON"'):
-            break
-        match = _EXPORT.match(line)
-        if match and not setup:  # exports come first, sorted; then the setup lines
-            words = shlex.split(match.group(2))
-            environ[match.group(1)] = words[0] if words else ""
-        else:
-            setup.append(line)
-    return ScriptInfo(python, environ, setup, secrets)
+# --- times ---------------------------------------------------------------------------
 
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

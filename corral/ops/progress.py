@@ -35,7 +35,7 @@ from rich.text import Text
 
 from corral.core.job import Failure, FailureReason, JobState
 
-STYLES = {
+STYLES = {  # the scheduler's states, in the order a job goes through them
     JobState.WAITING: "dim",
     JobState.READY: "cyan",
     JobState.SUBMITTED: "blue",
@@ -289,12 +289,12 @@ class Progress:
             rows[labels[s.job.launcher]][s.state] += 1
         table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False)
         table.add_column("launcher")
-        for state in JobState:
+        for state in STYLES:
             table.add_column(state.value, justify="right", style=STYLES[state])
         if len(rows) > 1:
             rows["total"] = Counter(s.state for s in snapshot)
         for label, counts in rows.items():
-            cells = [Text(str(counts[st]), style="" if counts[st] else "dim") for st in JobState]
+            cells = [Text(str(counts[st]), style="" if counts[st] else "dim") for st in STYLES]
             table.add_row(Text(label, style="bold" if label == "total" else ""), *cells)
         return table
 
@@ -361,7 +361,7 @@ class Progress:
 
 
 def _counts(counts: Counter[JobState]) -> str:
-    return ", ".join(f"{counts[st]} {st.value}" for st in JobState if counts[st])
+    return ", ".join(f"{counts[st]} {st.value}" for st in STYLES if counts[st])
 
 
 def _labels(launchers: Iterable[Any]) -> dict[Any, str]:

@@ -100,13 +100,13 @@ def _last_line(exc: BaseException) -> str:
 
 def execute(data: dict[str, Any], job_dir: Path, started: float | None = None) -> None:
     """Rebuild the task of ``params.json`` and run it in ``job_dir``."""
-    from corral.core import cache
+    from corral.core import context
     from corral.core.serialize import load_params
 
     workspace = Path(data["workspace"])
     wait_for_dependencies(workspace, data.get("depends_on", []))
     _lease_slots()
-    cache.set_job_workspace(workspace)
+    context.set_job_workspace(workspace)
     try:
         loaded = load_params(data)
     except (ImportError, AttributeError, OSError) as exc:  # missing class, unreadable script

@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 from corral.errors import ConfigError
 
 if TYPE_CHECKING:
-    from corral.connectors.ssh import SSHConnector
+    from corral.connectors.base import Connector
     from corral.core.launcher import Launcher
-    from corral.plugins.manager import Plugins
+    from corral.plugins.manager import PluginManager
 
 USER_FILE = "hosts.toml"
 PROJECT_FILE = "corral.toml"
 CAPACITIES = ("cpus", "gpus", "mem", "gpu_mem", "time")
-"""What a host may declare for :func:`corral.finder.find_launcher`."""
+"""What a host may declare for :func:`corral.app.choose.find_launcher`."""
 RESERVED = ("launcher", "ssh", "capacity")
 """Keys of a host table that are not launcher arguments."""
 SSH_PATHS = ("config_file", "key_filename", "known_hosts")
@@ -241,16 +241,16 @@ def _expand(value: Any, user: str, where: str) -> Any:
     return value
 
 
-def _connector(spec: HostSpec) -> SSHConnector:
-    from corral.connectors.ssh import SSHConnector
-
+def _connector(spec: HostSpec, plugins: PluginManager) -> Connector:
+    """The connector of a host's ``ssh`` key: the registered ``ssh`` connector."""
+    factory: Any = plugins.connectors.get("ssh")
     where = spec.where("ssh")
     if isinstance(spec.ssh, str):
         kwargs: dict[str, Any] = {"host": spec.ssh}
     else:
         assert spec.ssh is not None
         kwargs = dict(spec.ssh)
-        valid, _ = _parameters(SSHConnector)
+        valid, _ = _parameters(factory)
         assert valid is not None
         for key in kwargs:
             if key not in valid:
@@ -263,12 +263,13 @@ def _connector(spec: HostSpec) -> SSHConnector:
                 path = Path(kwargs[key]).expanduser()
                 kwargs[key] = str(path if path.is_absolute() else spec.source.path.parent / path)
     try:
-        return SSHConnector(**kwargs)
+        connector: Connector = factory(**kwargs)
+        return connector
     except (ConfigError, TypeError) as exc:
         raise ConfigError(f"{where}: host {spec.name!r}: {exc}") from exc
 
 
-def build(spec: HostSpec, plugins: Plugins) -> Launcher:
+def build(spec: HostSpec, plugins: PluginManager) -> Launcher:
     """The launcher a host declares."""
     registry = plugins.launchers
     name = spec.name
@@ -307,8 +308,8 @@ def build(spec: HostSpec, plugins: Plugins) -> Launcher:
     user = getpass.getuser()
     connector = None
     if spec.ssh is not None:
-        connector = _connector(spec)
-        user = connector.destination.user  # {user} is who the jobs run as
+        connector = _connector(spec, plugins)
+        user = getattr(getattr(connector, "destination", None), "user", user)  # who jobs run as
     options = {k: _expand(v, user, spec.where(k)) for k, v in spec.options.items()}
     if connector is not None:
         options["connector"] = connector
@@ -414,7 +415,7 @@ class HostsConfig:
             known = ", ".join(self._hosts) or f"none (looked in {self.describe_search()})"
             raise ConfigError(f"unknown host {name!r}; declared: {known}") from None
 
-    def build(self, name: str, plugins: Plugins) -> Launcher:
+    def build(self, name: str, plugins: PluginManager) -> Launcher:
         """The launcher of host ``name``, with the launcher types of ``plugins``."""
         return build(self.get(name), plugins)
 
@@ -441,37 +442,10 @@ def load_hosts(workspace: str | os.PathLike[str] | None = None) -> HostsConfig:
 
 
 def resolve_host(
-    name: str, plugins: Plugins, workspace: str | os.PathLike[str] | None = None
+    name: str, plugins: PluginManager, workspace: str | os.PathLike[str] | None = None
 ) -> Launcher | None:
     """The launcher of host ``name``, or None when no hosts file declares it."""
     config = load_hosts(workspace)
     if name not in config:
         return None
     return config.build(name, plugins)
-
-
-def launcher(
-    name: str,
-    *,
-    workspace: str | os.PathLike[str] | None = None,
-    plugins: Plugins | None = None,
-) -> Launcher:
-    """The launcher of a declared host: ``corral.launcher("cluster")``.
-
-    A registered launcher type that no host shadows (``"local"``) is built with its defaults.
-    """
-    from corral.plugins.manager import Plugins
-
-    plugins = plugins if plugins is not None else Plugins()
-    config = load_hosts(workspace)
-    if name in config:
-        return config.build(name, plugins)
-    if isinstance(name, str) and name in plugins.launchers:
-        factory: Any = plugins.launchers.get(name)
-        built: Launcher = factory()
-        return built
-    hosts = ", ".join(config.names()) or f"none (looked in {config.describe_search()})"
-    raise ConfigError(
-        f"unknown host {name!r}; declared hosts: {hosts}; launcher types: "
-        f"{', '.join(plugins.launchers.names())}"
-    )

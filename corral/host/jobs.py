@@ -1,7 +1,7 @@
 """Job directories on the machine this code runs on: recover, claim and start, poll.
 
 The local launcher calls these in the client; remote launchers call them on the remote host
-through :mod:`corral.agent`, one command for a whole batch. Either way a job is started under
+through :mod:`corral.host.agent`, one command for a whole batch. Either way a job is started under
 its job lock (``.corral/lock``) only if it is neither done nor still running, so two clients
 never start it twice.
 """
@@ -18,33 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from corral.core import procs
-from corral.core.job import Failure, FailureReason, JobState
+from corral.core.job import Deferred, Failure, FailureReason, JobState, Status
 from corral.core.workspace import (
     LAUNCH,
     RUN_LOCK,
     SECRETS,
     SUBMIT_LOCK,
+    Writer,
     clear_final,
     file_mode,
     final_state,
     keep_logs,
     read_json,
     state_dir,
+    write_failed,
 )
+from corral.errors import SubmissionError
 
-Status = tuple[JobState, Failure | None]
-"""A job's state, with the failure when it failed."""
-
-Writer = Callable[[Path, str, int], None]
-"""Writes a text file atomically: ``write(path, text, mode)``."""
+__all__ = ["Deferred", "Status", "ended", "not_yet", "poll", "recover", "start"]
 
 LOCK_TIMEOUT = 120.0
-
-
-class Deferred(Exception):
-    """Raised by a spawn that could not start its jobs *yet* (a scheduler's submission
-    limit, an overloaded controller), or by a liveness check that could not tell whether
-    they still run: they stay ready, with no failure recorded."""
 
 
 def not_yet(exc: Deferred) -> Status:
@@ -130,15 +123,13 @@ def start(
                     result[i] = (not_yet(exc), None)
                 return [r for r in result if r is not None]
             except Exception as exc:
-                from corral.errors import SubmissionError
-
                 if isinstance(exc, SubmissionError):  # the scheduler said no: say why
                     tail = exc.stderr.strip().splitlines()[-1:] or [str(exc)]
                     failure = Failure(FailureReason.REJECTED, tail[0], exc.returncode)
                 else:
                     failure = Failure(FailureReason.FAILED, f"submission failed: {exc}")
                 for i in fresh:
-                    write_failure(entries[i][0], failure, write)
+                    write_failed(entries[i][0], failure, write=write)
                     result[i] = ((JobState.FAILED, failure), None)
                 return [r for r in result if r is not None]
             host = procs.hostname()
@@ -147,12 +138,6 @@ def start(
                 write(state_dir(entries[i][0]) / LAUNCH, json.dumps(record, sort_keys=True), 0o644)
                 result[i] = ((JobState.RUNNING, None), handle)
     return [r for r in result if r is not None]
-
-
-def write_failure(job_dir: Path, failure: Failure, write: Writer) -> None:
-    """Write the ``failed`` marker of a job."""
-    state_dir(job_dir).mkdir(parents=True, exist_ok=True)
-    write(state_dir(job_dir) / "failed", json.dumps(failure.to_json(), sort_keys=True), 0o644)
 
 
 def stderr_tail(job_dir: Path) -> str:

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.core import snapshot
+from corral.core.job import JobState
 from corral.core.workspace import STATE_DIR, Workspace, read_json
 from corral.errors import ConfigError
-from corral.inventory import JobInfo, job_dirs, list_jobs
+from corral.ops import control
+from corral.ops.inventory import JobInfo, job_dirs, list_jobs
+from corral.plugins.manager import PluginManager
 
-REMOVABLE = frozenset({"done", "failed", "lost", "created"})
-"""States of a job that ``corral jobs rm`` removes."""
 STALE_TEMP = 3600.0
 """Seconds after which an unfinished snapshot write (``code/.tmp-*``) is debris."""
 
@@ -42,53 +43,53 @@ def _depends_on(job: JobInfo) -> list[str]:
     return [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
 
 
-def pending_dependents(workspace: Workspace, jobs: Sequence[JobInfo]) -> dict[str, list[JobInfo]]:
+def pending_dependents(
+    workspace: Workspace, jobs: Sequence[JobInfo], plugins: PluginManager
+) -> dict[str, list[JobInfo]]:
     """For each of ``jobs`` (by identifier), the jobs not over yet that depend on it (their
     state asked of their hosts)."""
-    from corral import control
-
     targets = {_relpath(j): j for j in jobs}
     mine = {j.identifier for j in jobs}
     found: list[tuple[JobInfo, list[str]]] = []
     for info in list_jobs(workspace):
-        if info.final or info.state in ("lost", "missing") or info.identifier in mine:
+        if info.state.ended or info.identifier in mine:
             continue
         hits = [rel for rel in _depends_on(info) if rel in targets]
         if hits:
             found.append((info, hits))
     result: dict[str, list[JobInfo]] = defaultdict(list)
-    fresh = control.refresh(workspace, [info for info, _ in found])
+    fresh = control.refresh(workspace, [info for info, _ in found], plugins)
     for (_, hits), now in zip(found, fresh, strict=True):
-        if not now.final and now.state != "lost":
+        if not now.state.ended:
             for rel in hits:
                 result[targets[rel].identifier].append(now)
     return dict(result)
 
 
-def remove_jobs(workspace: Workspace, jobs: Sequence[JobInfo]) -> dict[str, str]:
+def remove_jobs(
+    workspace: Workspace, jobs: Sequence[JobInfo], plugins: PluginManager
+) -> dict[str, str]:
     """Remove ``jobs`` (local and remote directories), all or none: a ConfigError names
     the jobs that still run or that a pending job depends on. ``{identifier: what
     happened}``."""
-    from corral import control
-
-    fresh = control.refresh(workspace, jobs)
+    fresh = control.refresh(workspace, jobs, plugins)
     refused = []
     for job in fresh:
-        if job.state not in REMOVABLE:
+        if not job.state.removable:
             refused.append(
                 f"{job.name} is {job.reason}" + (
                     f" (stop it first: corral jobs kill {job.short})"
-                    if job.state in ("running", "submitted") else ""
+                    if job.state.in_flight else ""
                 )
             )
-    for ident, dependents in pending_dependents(workspace, fresh).items():
+    for ident, dependents in pending_dependents(workspace, fresh, plugins).items():
         job = next(j for j in fresh if j.identifier == ident)
         others = ", ".join(f"{d.name} ({d.state})" for d in dependents[:3])
         refused.append(f"{job.name} is needed by {others}")
     if refused:
         more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
         raise ConfigError("cannot remove: " + "; ".join(refused[:3]) + more)
-    return control.remove(fresh, markers=frozenset({"done", "failed"}))
+    return control.remove(fresh, plugins, markers=frozenset({JobState.DONE, JobState.FAILED}))
 
 
 # --- snapshots -------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """Pick a host by its declared capacities: ``find_launcher("cpus=4 & gpus=1 & time<=2h")``.
 
 A query describes the **job**: terms ``KEY OP VALUE`` joined by ``&``, each bounding what the
-job needs. A host fits a term when what it declares (see :mod:`corral.hosts`) can give a job
+job needs. A host fits a term when what it declares (see :mod:`corral.app.hosts`) can give a job
 that need: ``cpus=4`` and ``cpus>=4`` want at least 4 CPUs, ``gpu_mem>=24G`` GPUs with at
 least 24G, ``time<=2h`` a time limit that lets a job of up to two hours finish (the host
 declares ``time`` of 2h or more); ``>`` wants strictly more. A host that does not declare a
 key fails a term on it. The first host that fits every term wins, in the order of
-:class:`~corral.hosts.HostsConfig`.
+:class:`~corral.app.hosts.HostsConfig`.
 
 Values: counts (``cpus``, ``gpus``); sizes (``mem``, ``gpu_mem``: ``512M``, ``24G``, ``1.5T``,
 a bare number in megabytes as SLURM reads it); durations (``time``: ``90m``, ``2h``,
@@ -22,14 +22,10 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from corral.app.hosts import HostsConfig, HostSpec, load_hosts
 from corral.errors import ConfigError
-from corral.hosts import HostsConfig, HostSpec, load_hosts
-
-if TYPE_CHECKING:
-    from corral.core.launcher import Launcher
-    from corral.plugins.manager import Plugins
 
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
@@ -209,7 +205,7 @@ def match(spec: HostSpec, terms: list[Term]) -> HostMatch:
     return HostMatch(spec.name, spec.launcher, spec.where(), tuple(reasons))
 
 
-def explain(
+def match_hosts(
     query: str,
     *,
     workspace: str | os.PathLike[str] | None = None,
@@ -229,7 +225,7 @@ def find_host(
 ) -> str:
     """The name of the first host matching ``query``; ConfigError says why each host fails."""
     config = hosts if hosts is not None else load_hosts(workspace)
-    results = explain(query, hosts=config)
+    results = match_hosts(query, hosts=config)
     for result in results:
         if result.matches:
             return result.name
@@ -239,17 +235,3 @@ def find_host(
         )
     why = "; ".join(f"{r.name}: {', '.join(r.reasons)}" for r in results)
     raise ConfigError(f"no host matches {query!r}: {why}")
-
-
-def find_launcher(
-    query: str,
-    *,
-    workspace: str | os.PathLike[str] | None = None,
-    plugins: Plugins | None = None,
-) -> Launcher:
-    """The launcher of the first host whose declared capacities satisfy ``query``."""
-    from corral.plugins.manager import Plugins
-
-    config = load_hosts(workspace)
-    name = find_host(query, hosts=config)
-    return config.build(name, plugins if plugins is not None else Plugins())

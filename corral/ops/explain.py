@@ -25,7 +25,7 @@ from corral.core.paramdiff import Comparison, Difference, Tree
 from corral.core.serialize import params_tree
 from corral.core.workspace import Workspace
 from corral.errors import ConfigError
-from corral.inventory import JobInfo, job_dirs, read_job
+from corral.ops.inventory import JobInfo, job_dirs, read_job
 
 
 @dataclass(frozen=True)

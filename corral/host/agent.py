@@ -1,8 +1,10 @@
-"""The host-side agent of remote launchers: ``python -m corral.agent COMMAND``.
+"""The host-side agent of launchers: ``python -m corral.host.agent COMMAND``.
 
-A remote launcher sends one command per batch over its SSH connection, with a JSON request
-on stdin, and reads a JSON answer on stdout. The agent applies :mod:`corral.core.hostjobs`
-to job directories on its own host, exactly as the local launcher does on the client's:
+A launcher sends one command per batch, with a JSON request on stdin, and reads a JSON
+answer on stdout; for job directories on the client's own machine it calls :func:`answer`
+in-process with the same JSON. Every request and answer is typed in
+:mod:`corral.host.protocol`. The agent applies :mod:`corral.host.jobs` to job directories on
+its own host, exactly as the local launcher does on the client's:
 
 - ``version``: corral and Python versions, and ``$HOME``;
 - ``recover``: for each directory, done / still running (pid + start time) / to start;
@@ -15,7 +17,7 @@ to job directories on its own host, exactly as the local launcher does on the cl
 
 For ``"launcher": "slurm"`` liveness is the job's SLURM state (``squeue``), and a ``start``
 writes one array wrapper for the batch and submits it with a single ``sbatch``
-(:mod:`corral.launchers.slurm_host`).
+(:mod:`corral.host.slurm`).
 """
 
 from __future__ import annotations
@@ -28,35 +30,44 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from corral.core import hostjobs, procs
-from corral.core.hostjobs import Status
-from corral.core.job import Failure, FailureReason
+from corral._version import __version__
+from corral.core import procs
+from corral.core.job import Deferred, Failure, FailureReason
+from corral.core.workspace import final_state, write_failed, write_local
+from corral.host import jobs, slurm
+from corral.host.protocol import (
+    COMMANDS,
+    CancelAnswer,
+    CancelRequest,
+    FailRequest,
+    InspectRequest,
+    PollAnswer,
+    PollRequest,
+    RecoverAnswer,
+    RecoverRequest,
+    StartAnswer,
+    StartRequest,
+    VersionAnswer,
+    WireStatus,
+    encode_status,
+    roundtrip,
+)
 
 CANCEL_GRACE = 10.0
 """Seconds a cancelled job's process group has, after SIGTERM, before SIGKILL."""
-
-
-def _status_json(status: Status | None) -> Any:
-    if status is None:
-        return None
-    state, failure = status
-    return [state.value, failure.to_json() if failure is not None else None]
 
 
 def _alive(handles: list[Any]) -> list[bool]:
     return [procs.handle_alive(h) for h in handles]
 
 
-def _write(path: Path, text: str, mode: int) -> None:
-    from corral.connectors.local import atomic_write_text
-
-    atomic_write_text(path, text, mode)
-
-
-def _spawn(dirs: list[Path]) -> list[Any]:
+def spawn_detached(dirs: list[Path]) -> list[Any]:
+    """Start each directory's ``job.sh`` in a new session (it outlives the SSH connection
+    and this agent); their handles."""
     handles = []
     for job_dir in dirs:
         proc = subprocess.Popen(
@@ -65,17 +76,15 @@ def _spawn(dirs: list[Path]) -> list[Any]:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,  # survives the SSH connection and this agent
+            start_new_session=True,
             close_fds=True,
         )
         handles.append(procs.handle_for(proc.pid))
     return handles
 
 
-def version(_: dict[str, Any]) -> Any:
+def version(_: Any) -> VersionAnswer:
     """Versions, to check the remote side before the first submission."""
-    from corral import __version__
-
     return {
         "corral": __version__,
         "python": platform.python_version(),
@@ -84,87 +93,74 @@ def version(_: dict[str, Any]) -> Any:
     }
 
 
-def _liveness(launcher: str) -> Any:
-    if launcher == "slurm":
-        from corral.launchers import slurm_host
-
-        return slurm_host.alive
-    return _alive
+def _liveness(launcher: str) -> Callable[[list[Any]], list[bool]]:
+    return slurm.alive if launcher == "slurm" else _alive
 
 
-def recover(request: dict[str, Any]) -> Any:
-    """``{"launcher", "dirs"}`` → per directory ``{"status", "handle", "unknown"}``
-    (``unknown``: whether its job still runs could not be told, SLURM did not answer)."""
+def recover(request: RecoverRequest) -> list[RecoverAnswer]:
+    """Per directory: done, still running, or to start (``unknown`` when SLURM did not
+    answer whether it still runs)."""
     dirs = [Path(d) for d in request["dirs"]]
     if request["launcher"] == "slurm":
-        from corral.launchers import slurm_host
-
         # when SLURM cannot tell, start() looks again before submitting anything
-        with contextlib.suppress(hostjobs.Deferred):
-            slurm_host.resolve_submissions(dirs, write=_write)
+        with contextlib.suppress(Deferred):
+            slurm.resolve_submissions(dirs, write=write_local)
     unknown = False
     try:
-        found = hostjobs.recover(dirs, request["launcher"], _liveness(request["launcher"]))
-    except hostjobs.Deferred:
+        found = jobs.recover(dirs, request["launcher"], _liveness(request["launcher"]))
+    except Deferred:
         # What still runs is unknown: tell only what is done. A launcher then goes to
         # start(), which checks again under the jobs' locks and starts nothing meanwhile.
-        found = hostjobs.recover(dirs, request["launcher"], lambda hs: [False] * len(hs))
+        found = jobs.recover(dirs, request["launcher"], lambda hs: [False] * len(hs))
         unknown = True
     return [
-        {"status": _status_json(s), "handle": h, "unknown": unknown and s is None}
+        {"status": encode_status(s), "handle": h, "unknown": unknown and s is None}
         for s, h in found
     ]
 
 
-def start(request: dict[str, Any]) -> Any:
-    """``{"launcher", "jobs": [{"dir", "files"}], "snapshots"?, "sbatch"?}`` → per job
-    ``{"status", "handle", "tried"}`` (``tried``: it went to the spawn, e.g. sbatch).
-
-    ``"snapshots": [{"hash", "dir", "archive" or "source"}]`` are the code snapshots the
-    jobs import from, written first where missing. With ``"sbatch": {wrapper path, options,
-    name, comment, output, dependency}``, the jobs started go out as one SLURM array;
-    otherwise each starts as a detached process.
-    """
+def start(request: StartRequest) -> list[StartAnswer]:
+    """Write the snapshots the jobs import from (where missing), then each job's files, and
+    start it unless it is done or running: one SLURM array with ``sbatch``, else each a
+    detached process."""
     entries = [(Path(j["dir"]), j["files"]) for j in request["jobs"]]
     if request.get("snapshots"):
-        from corral.core import snapshot
+        from corral.core import snapshot  # only a start that brings code needs it
 
         for entry in request["snapshots"]:
             snapshot.install(entry)
-    if "sbatch" in request:
-        from corral.launchers import slurm_host
-
+    spec = request.get("sbatch")
+    chosen: Callable[[list[Path]], list[Any]] = spawn_detached
+    if spec is not None:
         try:
-            slurm_host.resolve_submissions([d for d, _ in entries], write=_write)
-        except hostjobs.Deferred as exc:  # a submission SLURM may know: submit nothing now
-            status = _status_json(hostjobs.not_yet(exc))
+            slurm.resolve_submissions([d for d, _ in entries], write=write_local)
+        except Deferred as exc:  # a submission SLURM may know: submit nothing now
+            status = encode_status(jobs.not_yet(exc))
             return [{"status": status, "handle": None, "tried": False} for _ in entries]
-        chosen = slurm_host.sbatch_spawn(request["sbatch"], _write)
-    else:
-        chosen = _spawn
+        chosen = slurm.sbatch_spawn(spec, write_local)
     tried: set[Path] = set()
 
     def spawn(dirs: list[Path]) -> list[Any]:
         tried.update(dirs)
         return chosen(dirs)
 
-    started = hostjobs.start(
+    started = jobs.start(
         entries,
         request["launcher"],
         alive=_liveness(request["launcher"]),
         spawn=spawn,
-        write=_write,
+        write=write_local,
     )
     return [
-        {"status": _status_json(s), "handle": h, "tried": job_dir in tried}
+        {"status": encode_status(s), "handle": h, "tried": job_dir in tried}
         for (job_dir, _), (s, h) in zip(entries, started, strict=True)
     ]
 
 
-def poll(request: dict[str, Any]) -> Any:
-    """``{"jobs": [{"dir", "handle"}]}`` → per job ``{"status"}``."""
+def poll(request: PollRequest) -> list[PollAnswer]:
+    """The status of each started job: its marker, else whether its process lives."""
     return [
-        {"status": _status_json(hostjobs.poll(Path(j["dir"]), procs.handle_alive(j["handle"])))}
+        {"status": encode_status(jobs.poll(Path(j["dir"]), procs.handle_alive(j["handle"])))}
         for j in request["jobs"]
     ]
 
@@ -188,18 +184,13 @@ def _groups_alive(pgids: set[int]) -> set[int]:
     return found
 
 
-def cancel(request: dict[str, Any]) -> Any:
-    """``{"handles", "dirs"?, "grace"?}``: SIGTERM each live job's process group; SIGKILL
-    what is left of the groups after ``grace`` seconds (default :data:`CANCEL_GRACE`).
-
-    A job killed that way leaves no marker of its own: it gets a ``killed`` one (in its
-    directory, from ``dirs``, aligned with ``handles``). Answers ``{"killed": [pids]}``.
-    """
-    handles = request["handles"]
-    dirs = request.get("dirs") or [None] * len(handles)
+def cancel(request: CancelRequest) -> CancelAnswer:
+    """SIGTERM each live job's process group; SIGKILL what is left of the groups after
+    ``grace`` seconds. A job killed that way leaves no marker of its own: it gets a
+    ``killed`` one (in its directory, aligned with its handle)."""
     grace = float(request.get("grace", CANCEL_GRACE))
-    groups: list[tuple[Any, str | None]] = []
-    for handle, job_dir in zip(handles, dirs, strict=True):
+    groups: list[tuple[Any, str]] = []
+    for handle, job_dir in zip(request["handles"], request["dirs"], strict=True):
         if procs.handle_alive(handle):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(handle["pid"], signal.SIGTERM)
@@ -210,7 +201,7 @@ def cancel(request: dict[str, Any]) -> Any:
     deadline = time.monotonic() + grace
     while (alive := _groups_alive(pgids)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    killed: list[tuple[Any, str | None]] = []
+    killed: list[tuple[Any, str]] = []
     for handle, job_dir in groups:
         if handle["pid"] in alive:
             with contextlib.suppress(ProcessLookupError):
@@ -220,36 +211,30 @@ def cancel(request: dict[str, Any]) -> Any:
     pgids = {h["pid"] for h, _ in killed}
     while _groups_alive(pgids) and time.monotonic() < deadline:
         time.sleep(0.02)
-    from corral.core.workspace import final_state
-
     failure = Failure(
         FailureReason.KILLED,
         f"cancelled: killed by SIGKILL after {grace:g} s (SIGTERM was not enough)",
         signal="SIGKILL",
     )
     for handle, job_dir in killed:
-        if job_dir is None or procs.handle_alive(handle):
-            continue
-        if final_state(Path(job_dir)) is None:
-            hostjobs.write_failure(Path(job_dir), failure, _write)
+        if not procs.handle_alive(handle) and final_state(Path(job_dir)) is None:
+            write_failed(Path(job_dir), failure)
     return {"killed": [h["pid"] for h, _ in killed]}
 
 
-def fail(request: dict[str, Any]) -> Any:
-    """``{"jobs": [{"dir", "failure"}]}``: write each job's ``failed`` marker."""
+def fail(request: FailRequest) -> dict[str, Any]:
+    """Write each job's ``failed`` marker."""
     for job in request["jobs"]:
-        hostjobs.write_failure(Path(job["dir"]), Failure.from_json(job["failure"]), _write)
+        write_failed(Path(job["dir"]), Failure.from_json(job["failure"]))
     return {}
 
 
-def inspect(request: dict[str, Any]) -> Any:
-    """``{"dirs"}`` → per directory its final status (from the markers) or None."""
-    from corral.core.workspace import final_state
-
-    return [_status_json(final_state(Path(d))) for d in request["dirs"]]
+def inspect(request: InspectRequest) -> list[WireStatus]:
+    """Each directory's final status (from the markers), or null."""
+    return [encode_status(final_state(Path(d))) for d in request["dirs"]]
 
 
-COMMANDS = {
+_HANDLERS: dict[str, Callable[[Any], Any]] = {
     "version": version,
     "recover": recover,
     "start": start,
@@ -258,13 +243,20 @@ COMMANDS = {
     "fail": fail,
     "inspect": inspect,
 }
+assert tuple(_HANDLERS) == COMMANDS
+
+
+def answer(command: str, request: Any) -> Any:
+    """The answer to ``command`` with ``request``, as JSON would carry both (the in-process
+    call of a launcher whose job directories are on this machine)."""
+    return roundtrip(_HANDLERS[command](roundtrip(request)))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Read the request, run the command, print the answer."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in COMMANDS:
-        print(f"usage: python -m corral.agent {'|'.join(COMMANDS)}", file=sys.stderr)
+    if len(args) != 1 or args[0] not in _HANDLERS:
+        print(f"usage: python -m corral.host.agent {'|'.join(COMMANDS)}", file=sys.stderr)
         return 2
     # The client may vanish mid-command (killed, connection dropped): finish the work anyway,
     # so that a job submitted is always recorded as submitted.
@@ -272,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     raw = sys.stdin.read()
     request = json.loads(raw) if raw.strip() else {}
-    answer = COMMANDS[args[0]](request)
+    result = _HANDLERS[args[0]](request)
     with contextlib.suppress(OSError):
-        json.dump(answer, sys.stdout)
+        json.dump(result, sys.stdout)
         sys.stdout.flush()
     return 0
 

@@ -1,11 +1,20 @@
-"""SLURM job states mapped to corral's, and the output of ``squeue``/``sacct`` parsed (pure)."""
+"""What SLURM reads and prints, by pure functions (golden-file tested): ``#SBATCH``
+headers, the array wrapper that starts a batch of job directories, SLURM job states mapped
+to corral's, and the output of ``squeue``/``sacct`` parsed.
+
+A batch of ready jobs sharing their options goes out as one job array: a small wrapper whose
+``#SBATCH --array`` indexes a list of job directories and ``exec``s the chosen directory's
+``job.sh``.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+import shlex
+from collections.abc import Collection, Sequence
 
 from corral.core.job import Failure, FailureReason, JobState
+from corral.errors import ConfigError
 
 ControllerState = tuple[str, str]
 """A SLURM state word and its reason, as printed by squeue or sacct."""
@@ -150,3 +159,42 @@ def parse_states(text: str, wanted: Collection[str]) -> dict[str, ControllerStat
         if seen is not None:
             found[task] = seen
     return found
+
+
+def header(lines: Sequence[str]) -> list[str]:
+    """``#SBATCH`` lines. sbatch reads them itself (no shell), so a value with white space or
+    a quote, which it would split or keep verbatim, is refused."""
+    for line in lines:
+        if re.search(r"[\s'\"\\]", line):
+            raise ConfigError(f"SLURM option {line!r}: white space and quotes are not allowed")
+    return [f"#SBATCH {line}" for line in lines]
+
+
+def array_wrapper(
+    directories: Sequence[str],
+    options: Sequence[str],
+    *,
+    name: str,
+    comment: str,
+    output: str,
+    dependency: Sequence[str] = (),
+    throttle: int | None = None,
+) -> str:
+    """The script of one job array: task ``i`` runs ``directories[i]/job.sh``."""
+    if not directories:
+        raise ConfigError("an array needs at least one job")
+    array = f"0-{len(directories) - 1}" + (f"%{throttle}" if throttle else "")
+    lines = [
+        f"--job-name={name}",
+        f"--comment={comment}",
+        f"--array={array}",
+        f"--output={output}",
+        f"--error={output}",
+        *options,
+    ]
+    if dependency:
+        lines += [f"--dependency=afterok:{':'.join(dependency)}", "--kill-on-invalid-dep=yes"]
+    body = ["#!/usr/bin/env bash", *header(lines), "dirs=("]
+    body += [f"  {shlex.quote(d)}" for d in directories]
+    body += [")", 'exec bash "${dirs[$SLURM_ARRAY_TASK_ID]}/job.sh"']
+    return "\n".join(body) + "\n"

@@ -1,8 +1,9 @@
-"""``Host``: where a launcher's job directories live — this machine, or an SSH host.
+"""``Host``: where a launcher's job directories live — this machine, or an SSH host — and
+the launcher's end of the host protocol (:mod:`corral.host.protocol`).
 
-Work on job directories (claim and write, read markers, start detached) is done by
-:mod:`corral.agent`'s commands: in this process for this machine, or by
-``python -m corral.agent`` over the SSH connection for another host, one command for a
+Work on job directories (claim and write, read markers, start detached) is done by the
+agent's commands (:mod:`corral.host.agent`): in this process for this machine, or by
+``python -m corral.host.agent`` over the SSH connection for another host, one command for a
 whole batch either way. The code snapshots of the jobs ride in the ``start`` command that
 needs them, once per snapshot for each host.
 """
@@ -13,12 +14,14 @@ import json
 import shlex
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from corral._version import __version__
 from corral.connectors.base import Connector
 from corral.connectors.ssh import SSHConnector
+from corral.core.launcher import J, Launcher
 from corral.errors import (
     AuthenticationError,
     ConfigError,
@@ -26,9 +29,11 @@ from corral.errors import (
     HostKeyError,
     SubmissionError,
 )
+from corral.host import agent
+from corral.host.protocol import AgentClient, SnapshotEntry
 
 if TYPE_CHECKING:
-    from corral.core.job import Job
+    from corral.core.job import Failure, Job, Status
 
 CALL_ATTEMPTS = 3
 """Tries of an agent command whose connection failed (the connector reconnects between)."""
@@ -62,6 +67,8 @@ class Host:
         self._resolved: PurePosixPath | None = None
         self.calls: Counter[str] = Counter()
         """Agent commands sent, by command (each one round trip to a remote host)."""
+        self.agent = AgentClient(lambda command, request: self.call(command, request))
+        """The agent's commands, typed (over :meth:`call`, looked up at each command)."""
         self.uploads: Counter[str] = Counter()
         """Code snapshots sent with ``start`` commands, by hash."""
         self._installed: set[str] = set()
@@ -91,15 +98,14 @@ class Host:
         # From /: `python -m` puts the working directory first on sys.path, and a `corral`
         # directory in $HOME (a workdir named ~/corral) would hide the installed package.
         python = shlex.quote(self.python)
-        return ["bash", "-c", f"{setup}cd / && exec {python} -m corral.agent {command}"]
+        return ["bash", "-c", f"{setup}cd / && exec {python} -m corral.host.agent {command}"]
 
     def call(self, command: str, request: Any) -> Any:
-        """Run the agent command ``command`` with ``request``; its answer."""
-        from corral import agent
-
+        """Run the agent command ``command`` with ``request``; its JSON answer (the typed
+        way is :attr:`agent`)."""
         self.calls[command] += 1
         if not self.remote:  # same JSON round trip as remote, without a process
-            return json.loads(json.dumps(agent.COMMANDS[command](json.loads(json.dumps(request)))))
+            return agent.answer(command, request)
         payload = json.dumps(request)
         for attempt in range(1, CALL_ATTEMPTS + 1):
             try:
@@ -117,13 +123,19 @@ class Host:
             tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
             raise SubmissionError(
                 f"corral agent `{command}` failed on {self} with python {self.python!r}: {tail[0]}",
-                argv=["python", "-m", "corral.agent", command],
+                argv=["python", "-m", "corral.host.agent", command],
                 returncode=result.returncode,
                 stderr=result.stderr,
             )
-        return json.loads(result.stdout)
+        try:
+            return json.loads(result.stdout)
+        except ValueError as exc:
+            raise SubmissionError(
+                f"corral agent `{command}` on {self} answered no JSON (with python "
+                f"{self.python!r}): {result.stdout.strip()[:200]!r}"
+            ) from exc
 
-    def snapshots(self, jobs: Sequence[Job], root: PurePosixPath) -> list[dict[str, Any]]:
+    def snapshots(self, jobs: Sequence[Job], root: PurePosixPath) -> list[SnapshotEntry]:
         """The ``snapshots`` of a ``start`` request for ``jobs``: each code snapshot they
         import from that this host was not sent yet, for ``<root>/code/<hash>``."""
         from corral.core import snapshot
@@ -133,7 +145,7 @@ class Host:
             target = root / snapshot.CODE / snap.hash
             if snap.hash in self._installed or (not self.remote and Path(target) == snap.store):
                 continue
-            entry = {"hash": snap.hash, "dir": str(target)}
+            entry: SnapshotEntry = {"hash": snap.hash, "dir": str(target)}
             if self.remote:
                 entry["archive"] = snapshot.pack(snap.store)
             else:
@@ -141,7 +153,7 @@ class Host:
             entries.append(entry)
         return entries
 
-    def sent(self, entries: Sequence[dict[str, Any]]) -> None:
+    def sent(self, entries: Sequence[SnapshotEntry]) -> None:
         """Note that the host received ``entries`` (a ``start`` carrying them succeeded)."""
         for entry in entries:
             self._installed.add(entry["hash"])
@@ -165,10 +177,8 @@ class Host:
             if not self.remote:
                 self._resolved = PurePosixPath(self.workdir) if self.workdir else default
                 return self._resolved
-            from corral import __version__
-
             try:
-                info = self.call("version", {})
+                info = self.agent.version()
             except SubmissionError as exc:
                 raise SubmissionError(
                     f"cannot use python {self.python!r} on {self}: it must exist and have "
@@ -182,3 +192,29 @@ class Host:
             assert self.workdir is not None
             self._resolved = PurePosixPath(self.workdir.replace("~", info["home"], 1))
         return self._resolved
+
+
+class AgentLauncher(Launcher):
+    """A launcher whose job directories are handled by the agent on its :class:`Host`: each
+    of these calls is one agent command for every job given."""
+
+    host: Host
+
+    def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
+        """Ask the host, for every job at once, what is done or still running."""
+        found = self.host.agent.recover(self.name, [j.directory for j in jobs])
+        result: dict[Job, Status | None] = {}
+        for job, answer in zip(jobs, found, strict=True):
+            if answer.handle is not None:
+                job.handle = answer.handle
+            result[job] = answer.status
+        return result
+
+    def markers(self, jobs: Sequence[J]) -> dict[J, Status | None]:
+        """Every job's final marker, in one command."""
+        found = self.host.agent.inspect([j.directory for j in jobs])
+        return dict(zip(jobs, found, strict=True))
+
+    def mark_all_failed(self, failures: Mapping[J, Failure]) -> None:
+        """Write the ``failed`` markers of jobs that could not run, in one command."""
+        self.host.agent.fail([(j.directory, f) for j, f in failures.items()])

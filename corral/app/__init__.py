@@ -1,0 +1,1 @@
+"""The composition root: experiments, launcher choice, hosts files and the built-in plugins."""
