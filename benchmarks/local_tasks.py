@@ -25,7 +25,7 @@ from corral.launchers.local import LocalLauncher
 def corral_run(tasks: int, slots: int) -> float:
     with tempfile.TemporaryDirectory() as ws:
         start = time.perf_counter()
-        with experiment(ws, "bench", launcher=LocalLauncher(cpus=slots)):
+        with experiment(ws, "bench", launcher=LocalLauncher(cpu_slots=slots)):
             for i in range(tasks):
                 Noop(i=i).submit()
         return time.perf_counter() - start

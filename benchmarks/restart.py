@@ -42,7 +42,7 @@ def seed(tasks: int, workspace: Path) -> float:
             return [{"pid": 0, "start": 0, "boot": "seeded"} for _ in jobs]
 
     start = time.perf_counter()
-    with experiment(workspace, "bench", launcher=SeedLauncher(cpus=64)):
+    with experiment(workspace, "bench", launcher=SeedLauncher(cpu_slots=64)):
         for i in range(tasks):
             Noop(i=i).submit()
     return time.perf_counter() - start
@@ -63,7 +63,7 @@ def restart(tasks: int, workspace: Path) -> dict[str, Any]:
             return super().launch(jobs, detached=detached)
 
     start = time.perf_counter()
-    with experiment(workspace, "bench", launcher=CountingLauncher(cpus=2)) as xp:
+    with experiment(workspace, "bench", launcher=CountingLauncher(cpu_slots=2)) as xp:
         for i in range(tasks):
             Noop(i=i).submit()
     wall = time.perf_counter() - start

@@ -22,7 +22,7 @@ from corral.errors import (
 )
 
 if TYPE_CHECKING:
-    from corral.app.choose import find_launcher, launcher
+    from corral.app.choose import find_launcher, fitting, launcher
     from corral.app.experiment import experiment
     from corral.app.finder import match_hosts
     from corral.app.hosts import load_hosts
@@ -44,6 +44,7 @@ _LAZY = {
     "Job": "corral.core.job",
     "JobState": "corral.core.job",
     "find_launcher": "corral.app.choose",
+    "fitting": "corral.app.choose",
     "hookimpl": "corral.plugins.markers",
     "launcher": "corral.app.choose",
     "load_hosts": "corral.app.hosts",
@@ -93,6 +94,7 @@ __all__ = [
     "explain",
     "field",
     "find_launcher",
+    "fitting",
     "hookimpl",
     "identifier",
     "launcher",

@@ -18,8 +18,9 @@ from typing import Any
 from corral.app.finder import find_host
 from corral.app.hosts import load_hosts
 from corral.app.plugins import Plugins
+from corral.core.capacity import parse_offer
 from corral.core.launcher import Launcher
-from corral.core.pool import LauncherPool
+from corral.core.pool import FirstFit, LauncherPool
 from corral.errors import ConfigError, PluginError
 from corral.plugins.manager import PluginManager
 
@@ -127,3 +128,39 @@ def find_launcher(
     config = load_hosts(workspace)
     name = find_host(query, hosts=config)
     return config.build(name, plugins if plugins is not None else Plugins())
+
+
+def fitting(
+    *names: str,
+    workspace: str | os.PathLike[str] | None = None,
+    plugins: PluginManager | None = None,
+) -> FirstFit:
+    """Declared hosts tried in order (``names``, default: every host of the hosts files):
+    each job goes to the first that can give what it asks (``cpus``, ``gpus``,
+    ``gpu_type``, ``mem``, ``time``, ``nodes``), from the host's declared capacities,
+    completed by what the launcher itself knows (a SLURM partition's nodes, from ``sinfo``).
+
+    ::
+
+        with experiment("ws", "sweep", launcher=corral.fitting("cluster-gpu", "cluster-cpu",
+                                                                "gpubox")):
+            Train(...).submit(gpus=1, gpu_type="a100")   # the gpu partition
+            Evaluate(...).submit(cpus=4)                  # the cpu partition
+    """
+    plugins = plugins if plugins is not None else Plugins()
+    config = load_hosts(workspace)
+    chosen = list(names) or config.names()
+    if not chosen:
+        raise ConfigError(f"fitting(): no host is declared (looked in {config.describe_search()})")
+    offers = []
+    for name in chosen:
+        spec = config.get(name)
+        try:
+            offers.append(parse_offer(spec.capacity))
+        except ValueError as exc:
+            key = exc.args[1] if len(exc.args) > 1 else "?"
+            raise ConfigError(
+                f"{spec.capacity_where(key)}: host {name!r}: {key}: expected {exc.args[0]}"
+            ) from None
+    members = [config.build(name, plugins) for name in chosen]
+    return FirstFit(members, offers=offers, names=chosen)

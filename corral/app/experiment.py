@@ -39,8 +39,8 @@ from corral.core.config import walk
 from corral.core.dryrun import Changes, PlannedJob, dry_run_from_env, explain_from_env, plan
 from corral.core.hooks import collect_hooks
 from corral.core.identity import identifier, type_id
-from corral.core.job import Job, JobState
-from corral.core.pool import LauncherPool
+from corral.core.job import Job, JobState, Resources
+from corral.core.pool import FirstFit, LauncherPool
 from corral.core.provenance import Recorder, check_option
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
@@ -127,7 +127,15 @@ class Experiment:
         return self.launchers.resolve(launcher, **options)
 
     def submit(self, task: Task, launcher: Choice | str | None = None, **options: Any) -> Any:
-        """Schedule ``task``; return its ``task_outputs``."""
+        """Schedule ``task``; return its ``task_outputs``.
+
+        :param launcher: a launcher, a pool, a registered launcher type or a declared host
+            (default: the experiment's launcher).
+        :param options: resources of the job (``cpus``, ``gpus``, ``gpu_type``, ``mem``,
+            ``time``, ``nodes``, ``tasks_per_node``, ``torchrun``: see
+            :class:`~corral.core.job.Resources`), and options that build a launcher of the
+            registered type ``launcher`` (``cpu_slots=2``, ``partition="gpu"``).
+        """
         if not isinstance(task, Task):
             raise ConfigError(f"submit() takes a Task, got {type(task).__name__}")
         ident = identifier(task)
@@ -135,6 +143,7 @@ class Experiment:
         key = f"{tid}/{ident}"
         job = self.jobs.get(key)
         if job is None:
+            asked = {k: options.pop(k) for k in list(options) if k in Resources.FIELDS}
             resolved = self.resolve_launcher(launcher, **options)
             deps = []
             for dep in dependencies(task):
@@ -152,7 +161,12 @@ class Experiment:
             job = Job(task, ident, tid, self._directory(shown, tid, ident), shown, deps)
             if not self.dry_run:
                 self._record_code(job)
-            job.resources = shown.default_resources()
+            # Members of a first-fit pool differ: what a job does not ask comes from the one
+            # that runs it, known only once its resources chose it.
+            fit = isinstance(pool, FirstFit)
+            job.resources = Resources() if fit else shown.default_resources()
+            job.resources.update(**asked)
+            before_hooks = job.resources.to_json()
             changes = Changes() if self.dry_run else None
             for hook in collect_hooks(walk(task)):
                 with _watch(changes, f"submit hook {type(hook).__name__}", job):
@@ -164,6 +178,8 @@ class Experiment:
                 if member is not shown:
                     job.launcher = member
                     job.directory = self._directory(member, tid, ident)
+                if fit:
+                    _complete(job, member.default_resources(), set(asked), before_hooks)
             here = job.launcher.location(self.workspace)
             for dep_job in deps:
                 if dep_job.launcher.location(self.workspace) != here:
@@ -173,6 +189,7 @@ class Experiment:
                         "the outputs it depends on are"
                     )
             job.check_environ()
+            job.resources.check()
             job.launcher.check(job)
             self.jobs[key] = job
             if changes is not None:
@@ -229,6 +246,15 @@ class Experiment:
         self.recorder.close()
         if self._record is not None:
             self._record.close()
+
+
+def _complete(
+    job: Job, defaults: Resources, asked: set[str], before_hooks: dict[str, Any]
+) -> None:
+    """Give ``job`` its launcher's defaults for what neither ``submit()`` nor a hook set."""
+    for name in Resources.FIELDS:
+        if name not in asked and getattr(job.resources, name) == before_hooks[name]:
+            setattr(job.resources, name, getattr(defaults, name))
 
 
 def _watch(changes: Changes | None, source: str, job: Job) -> Any:

@@ -16,7 +16,6 @@ number in minutes; ``unlimited``).
 
 from __future__ import annotations
 
-import math
 import operator
 import os
 import re
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.app.hosts import HostsConfig, HostSpec, load_hosts
+from corral.core.capacity import KINDS, parse_value
 from corral.errors import ConfigError
 
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -42,93 +42,20 @@ FITS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.ge,
     ">": operator.gt,
 }
-KINDS = {"cpus": "count", "gpus": "count", "mem": "size", "gpu_mem": "size", "time": "duration"}
-EXPECTED = {
-    "count": "a whole number >= 0",
-    "size": "a size like 512M, 24G or 1.5T (K, M, G, T; a bare number is megabytes)",
-    "duration": "a duration like 90m, 2h, 1h30m, 1d, 1-12:00:00 or HH:MM:SS "
-    "(a bare number is minutes), or 'unlimited'",
-}
 SYNTAX = (
     "expected terms KEY OP VALUE joined by '&', e.g. 'cpus>=4 & gpu_mem>=24G & time>=2h'; "
     f"keys: {', '.join(KINDS)}; operators: {', '.join(OPERATORS)}"
 )
 
 _TERM = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|=|>|<)\s*([^\s<>=&]+)\s*$")
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:I?B)?)?$")
-_UNITS = re.compile(r"^(?:\d+(?:\.\d+)?[DHMS])+$")
-_DAYS = re.compile(r"^(\d+)-(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")  # D-H[:M[:S]]
-_CLOCK = re.compile(r"^\d+(?::\d{1,2}){0,2}$")  # M, M:S, H:M:S
-_SECONDS = {"D": 86400, "H": 3600, "M": 60, "S": 1}
-
-
-def parse_count(value: object) -> int:
-    """A CPU or GPU count; ValueError names what is valid."""
-    if isinstance(value, bool):
-        raise ValueError(EXPECTED["count"])
-    if isinstance(value, int) and value >= 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise ValueError(EXPECTED["count"])
-
-
-def parse_size(value: object) -> float:
-    """A size in bytes (1024-based units, as SLURM's); ValueError names what is valid."""
-    if isinstance(value, bool):
-        raise ValueError(EXPECTED["size"])
-    if isinstance(value, int | float) and value >= 0:
-        return float(value) * 1024**2
-    found = _SIZE.match(value.strip().upper()) if isinstance(value, str) else None
-    if found is None:
-        raise ValueError(EXPECTED["size"])
-    unit: str = found.group(2) or "M"
-    return float(found.group(1)) * float(1024 ** " KMGT".index(unit))
-
-
-def parse_duration(value: object) -> float:
-    """A duration in seconds (``inf`` for unlimited); ValueError names what is valid."""
-    if isinstance(value, bool):
-        raise ValueError(EXPECTED["duration"])
-    if isinstance(value, int | float) and value >= 0:
-        return float(value) * 60
-    if not isinstance(value, str):
-        raise ValueError(EXPECTED["duration"])
-    text = value.strip().upper()
-    if text in ("UNLIMITED", "INFINITE", "INF"):
-        return math.inf
-    if _UNITS.match(text):
-        return sum(
-            float(n) * _SECONDS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([DHMS])", text)
-        )
-    found = _DAYS.match(text)
-    if found is not None:
-        days, hours, minutes, seconds = (int(g or 0) for g in found.groups())
-        return float(days * 86400 + hours * 3600 + minutes * 60 + seconds)
-    if not _CLOCK.match(text):
-        raise ValueError(EXPECTED["duration"])
-    parts = [int(p) for p in text.split(":")]
-    if len(parts) == 1:  # minutes
-        return float(parts[0] * 60)
-    if len(parts) == 2:  # minutes:seconds
-        return float(parts[0] * 60 + parts[1])
-    return float(parts[0] * 3600 + parts[1] * 60 + parts[2])
-
-
-PARSERS: dict[str, Callable[[object], float]] = {
-    "count": parse_count,
-    "size": parse_size,
-    "duration": parse_duration,
-}
-
-
 @dataclass(frozen=True)
 class Term:
     """One ``KEY OP VALUE`` of a query."""
 
     key: str
     op: str
-    value: float
+    value: Any
+    """A number (count, bytes, seconds), or a name (``gpu_type``)."""
     text: str
     """The value as written."""
 
@@ -151,20 +78,27 @@ def parse_query(query: str) -> list[Term]:
             raise ConfigError(
                 f"launcher query {query!r}: unknown key {key!r}; valid: {', '.join(KINDS)}"
             )
+        if kind == "names":
+            if op != "=":
+                raise ConfigError(
+                    f"launcher query {query!r}: {key}{op}{text}: a {key} is matched with '=' only"
+                )
+            terms.append(Term(key, op, text, text))
+            continue
         try:
-            value = PARSERS[kind](text)
+            value = parse_value(key, text)
         except ValueError as exc:
             raise ConfigError(f"launcher query {query!r}: {key} {text!r}: expected {exc}") from None
         terms.append(Term(key, op, value, text))
     return terms
 
 
-def declared(spec: HostSpec) -> dict[str, tuple[float, str]]:
+def declared(spec: HostSpec) -> dict[str, tuple[Any, str]]:
     """A host's declared capacities: ``{key: (value, as written)}``."""
     result = {}
     for key, raw in spec.capacity.items():
         try:
-            value = PARSERS[KINDS[key]](raw)
+            value = parse_value(key, raw)
         except ValueError as exc:
             raise ConfigError(
                 f"{spec.capacity_where(key)}: host {spec.name!r}: {key} {raw!r}: expected {exc}"
@@ -199,6 +133,10 @@ def match(spec: HostSpec, terms: list[Term]) -> HostMatch:
             reasons.append(f"declares no {term.key}")
             continue
         value, text = have[term.key]
+        if KINDS[term.key] == "names":
+            if term.value not in value:
+                reasons.append(f"{term.key} = {text}; the job needs {term.text}")
+            continue
         if not FITS[term.op](value, term.value):
             wanted = f"more than {term.text}" if term.op == ">" else f"{term.text} or more"
             reasons.append(f"{term.key} = {text}; the job needs {wanted}")

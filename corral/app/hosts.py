@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 
 USER_FILE = "hosts.toml"
 PROJECT_FILE = "corral.toml"
-CAPACITIES = ("cpus", "gpus", "mem", "gpu_mem", "time")
+CAPACITIES = ("cpus", "gpus", "gpu_type", "mem", "gpu_mem", "time", "nodes")
 """What a host may declare for :func:`corral.app.choose.find_launcher`."""
+SLOT_CAPACITIES = {"cpu_slots": "cpus", "gpu_slots": "gpus", "gpu_type": "gpu_type"}
+"""Launcher arguments of a machine (local, SSH) that say what it offers a job."""
 RESERVED = ("launcher", "ssh", "capacity")
 """Keys of a host table that are not launcher arguments."""
 SSH_PATHS = ("config_file", "key_filename", "known_hosts")
@@ -150,14 +152,21 @@ class HostSpec:
 
     @property
     def capacity(self) -> dict[str, Any]:
-        """Declared capacities: launcher arguments named like one, then the capacity table."""
+        """Declared capacities: launcher arguments named like one (a machine's
+        ``cpu_slots``/``gpu_slots`` give its ``cpus``/``gpus``), then the capacity table."""
         declared = {k: self.options[k] for k in CAPACITIES if k in self.options}
+        for slots, capacity in SLOT_CAPACITIES.items():
+            if slots in self.options:
+                declared[capacity] = self.options[slots]
         return {**declared, **self.capacity_table}
 
     def capacity_where(self, key: str) -> str:
         """Where the declared capacity ``key`` is written."""
         if key in self.capacity_table:
             return self.where("capacity", key)
+        for slots, capacity in SLOT_CAPACITIES.items():
+            if capacity == key and slots in self.options:
+                return self.where(slots)
         return self.where(key)
 
 

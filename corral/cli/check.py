@@ -19,6 +19,7 @@ import click
 
 from corral.cli import cli
 from corral.cli.options import workspace_path_option
+from corral.core.suggest import did_you_mean
 from corral.errors import CorralError, HostKeyError, SubmissionError
 
 if TYPE_CHECKING:
@@ -250,24 +251,23 @@ class Doctor:
         return WARN, f"no accounting ({_tail(result)}): job states come from squeue"
 
     def partitions(self, launcher: SlurmLauncher) -> tuple[str, str]:
-        """The cluster's partitions; the configured one exists and is up."""
-        result = self.run_on(launcher.connector, ["sinfo", "-h", "-o", "%P|%a|%l"])
-        if not result.ok:
-            return FAIL, f"sinfo: exit code {result.returncode}: {_tail(result)}"
-        found: dict[str, tuple[str, str]] = {}
-        for line in result.stdout.split():
-            name, availability, limit = [*line.split("|"), "", ""][:3]
-            found[name] = (availability, limit)
-        listing = ", ".join(f"{n} ({a}, max {lim})" for n, (a, lim) in found.items())
+        """The cluster's partitions, with their nodes and GPUs by type (one ``sinfo``); the
+        configured one exists and is up."""
+        try:
+            found = launcher.partitions()
+        except SubmissionError as exc:
+            return FAIL, _first_line(exc)
+        listing = ", ".join(p.describe() for p in found.values())
         wanted = launcher.options.partition
         if wanted is None:
             return PASS, listing or "(none)"
-        names = {n.rstrip("*"): a for n, (a, _) in found.items()}
         for partition in wanted.split(","):
-            if partition not in names:
-                return FAIL, f"partition {partition!r} not found; available: {listing}"
-            if names[partition] != "up":
-                return FAIL, f"partition {partition!r} is {names[partition]}; all: {listing}"
+            if partition not in found:
+                hint = did_you_mean(partition, found)
+                return FAIL, f"partition {partition!r} not found{hint}; available: {listing}"
+            if found[partition].available != "up":
+                state = found[partition].available
+                return FAIL, f"partition {partition!r} is {state}; all: {listing}"
         return PASS, f"using {wanted}; all: {listing}"
 
     def accounts(self, launcher: SlurmLauncher) -> tuple[str, str]:
@@ -344,10 +344,10 @@ def check_command(ctx: click.Context, host: str, workspace: Path | None, min_fre
 
     Exits with 1 when a check fails (WARN does not fail). With -q, prints failures only.
     """
-    from corral.app.finder import parse_size
     from corral.app.plugins import Plugins
     from corral.cli.options import WORKSPACE_ENV
     from corral.connectors.ssh import close_all
+    from corral.core.units import parse_size
 
     if workspace is None:
         workspace = Path(os.environ.get(WORKSPACE_ENV) or "workspace")

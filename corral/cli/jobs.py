@@ -18,7 +18,7 @@ from corral.app.plugins import Plugins
 from corral.cli import cli
 from corral.cli.options import print_table, workspace_option
 from corral.core.script import parse_job_script
-from corral.core.workspace import Workspace, read_json
+from corral.core.workspace import ATTEMPTS, Workspace, read_json
 from corral.ops.inventory import (
     STATES,
     JobInfo,
@@ -101,6 +101,10 @@ def show_command(workspace: Workspace, job_id: str) -> None:
     if job.time is not None:
         stamp = datetime.fromtimestamp(job.time).isoformat(sep=" ", timespec="seconds")
         facts.append(("launched", f"{stamp} ({format_age(job.age())} ago)"))
+    earlier = _attempts(job)
+    if earlier:
+        ended = ", ".join(f"{i}: {a.get('reason', '?')}" for i, a in enumerate(earlier, 1))
+        facts.append(("attempts", f"{len(earlier) + 1} (earlier ones ended: {ended})"))
     for key, value in facts:
         click.echo(f"{key + ':':<11}{value}")
     click.echo("\nparams:")
@@ -124,6 +128,14 @@ def show_command(workspace: Workspace, job_id: str) -> None:
         click.echo(f"  secret variables{listed}: sourced from {info.secrets} (values not shown)")
     click.echo(f"\njob.sh ({job.script_path}):")
     click.echo(script, nl=False)
+
+
+def _attempts(job: JobInfo) -> list[dict[str, Any]]:
+    """How the earlier attempts of a job submitted again ended (pointer or job directory)."""
+    recorded = (job.pointer or {}).get("attempts")
+    if recorded is None and not job.remote:
+        recorded = read_json(job.local_dir / ATTEMPTS)
+    return [a for a in recorded if isinstance(a, dict)] if isinstance(recorded, list) else []
 
 
 def _secret_names(path: Path) -> list[str]:

@@ -17,6 +17,38 @@ if TYPE_CHECKING:
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_GPU_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def check_resource(name: str, value: Any) -> Any:
+    """``value`` if it is valid for the resource ``name``, else a one-line ConfigError."""
+    from corral.core import units
+
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if name in ("cpus", "nodes", "tasks_per_node") and not (whole and value >= 1):
+        raise ConfigError(f"resource {name} must be a positive int, got {value!r}")
+    if name == "gpus" and not (whole and value >= 0):
+        raise ConfigError(f"resource gpus must be an int >= 0, got {value!r}")
+    if name == "gpu_type" and value is not None and not (
+        isinstance(value, str) and _GPU_TYPE.match(value)
+    ):
+        raise ConfigError(
+            f"resource gpu_type must be a GPU model name like 'a100' or None, got {value!r}"
+        )
+    if name == "torchrun" and not isinstance(value, bool):
+        raise ConfigError(f"resource torchrun must be True or False, got {value!r}")
+    if name in ("mem", "time") and value is not None:
+        if not (whole or isinstance(value, str)):
+            example = "'4G'" if name == "mem" else "'2h' or '2:00:00'"
+            raise ConfigError(
+                f"resource {name} must be a str like {example} or None, got {value!r}"
+            )
+        parse = units.parse_size if name == "mem" else units.parse_duration
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"resource {name} {value!r}: expected {exc}") from None
+    return value
 
 
 class JobState(enum.StrEnum):
@@ -196,39 +228,73 @@ class Secret:
 
 
 class Resources:
-    """What a job asks of its launcher. Submit hooks may change it per job.
+    """What a job asks of its launcher: set by the launcher's defaults, ``submit(...)`` and
+    submit hooks, per job.
 
-    ``cpus`` and ``gpus`` are slots on local and SSH hosts; batch launchers map every field
-    to their own options.
+    :param cpus: CPUs of each task (a slot each on local and SSH hosts).
+    :param gpus: GPUs of each node the job runs on (on local and SSH hosts: GPU slots,
+        given as ``CUDA_VISIBLE_DEVICES``).
+    :param gpu_type: the GPU model wanted (``"a100"``; SLURM's ``--gres=gpu:a100:N``).
+    :param mem: memory of each node (``16G``, ``512M``; a bare number is megabytes).
+    :param time: the time limit (``2h``, ``90m``, ``1-12:00:00``, SLURM's ``HH:MM:SS``).
+    :param nodes: nodes of a multi-node job (SLURM).
+    :param tasks_per_node: processes per node; with more than one in all, each is a rank
+        of a distributed job (``self.__rank__``; SLURM).
+    :param torchrun: start one ``torchrun`` per node, which starts the node's ranks,
+        instead of every rank directly.
     """
 
-    __slots__ = ("cpus", "gpus", "mem", "time")
-    FIELDS = __slots__
+    __slots__ = ("cpus", "gpu_type", "gpus", "mem", "nodes", "tasks_per_node", "time", "torchrun")
+    FIELDS = ("cpus", "gpus", "gpu_type", "mem", "time", "nodes", "tasks_per_node", "torchrun")
+    """The resources, in the order they are shown."""
 
     def __init__(
-        self, cpus: int = 1, gpus: int = 0, mem: str | None = None, time: str | None = None
+        self,
+        cpus: int = 1,
+        gpus: int = 0,
+        mem: str | None = None,
+        time: str | None = None,
+        *,
+        gpu_type: str | None = None,
+        nodes: int = 1,
+        tasks_per_node: int = 1,
+        torchrun: bool = False,
     ) -> None:
         self.cpus = cpus
         self.gpus = gpus
+        self.gpu_type = gpu_type
         self.mem = mem
         self.time = time
+        self.nodes = nodes
+        self.tasks_per_node = tasks_per_node
+        self.torchrun = torchrun
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked here, so that a submit hook's mistake is refused on its own line.
         if name not in self.FIELDS:
+            from corral.core.suggest import did_you_mean
+
             valid = ", ".join(sorted(self.FIELDS))
-            raise ConfigError(f"unknown resource {name!r}; valid: {valid}")
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        if name == "cpus" and not (whole and value >= 1):
-            raise ConfigError(f"resource cpus must be a positive int, got {value!r}")
-        if name == "gpus" and not (whole and value >= 0):
-            raise ConfigError(f"resource gpus must be an int >= 0, got {value!r}")
-        if name in ("mem", "time") and not (value is None or whole or isinstance(value, str)):
-            example = "'4G'" if name == "mem" else "'2:00:00'"
+            hint = did_you_mean(name, self.FIELDS)
+            raise ConfigError(f"unknown resource {name!r}{hint}; valid: {valid}")
+        object.__setattr__(self, name, check_resource(name, value))
+
+    def check(self) -> None:
+        """Refuse resources whose fields contradict each other (one line, ConfigError)."""
+        if self.gpu_type is not None and not self.gpus:
             raise ConfigError(
-                f"resource {name} must be a str like {example} or None, got {value!r}"
+                f"gpu_type {self.gpu_type!r} asks for a GPU model, but gpus=0: give gpus >= 1"
             )
-        object.__setattr__(self, name, value)
+        if self.torchrun and self.tasks == 1:
+            raise ConfigError(
+                "torchrun=True starts the ranks of a distributed job: give tasks_per_node > 1 "
+                "or nodes > 1"
+            )
+
+    @property
+    def tasks(self) -> int:
+        """Processes in all: ``nodes * tasks_per_node`` (the world size of a distributed job)."""
+        return self.nodes * self.tasks_per_node
 
     def update(self, **changes: Any) -> None:
         """Set several fields; an unknown name lists the valid ones."""
@@ -274,7 +340,11 @@ class Job:
         self.state = JobState.WAITING
         self.failure: Failure | None = None
         self.handle: Any = None
-        self.retries = 0  # resubmissions after a time limit or preemption (ResumableTask)
+        self.retries = 0
+        """How many times the job was submitted again (see :attr:`attempts`)."""
+        self.attempts: list[Failure] = []
+        """How each earlier attempt of the job ended (a node that died, a preemption, ...),
+        oldest first; the job was submitted again after each."""
         self.record: Path | None = None  # the local pointer of a job that runs elsewhere
         self.snapshot: Snapshot | None = None
         """The code snapshot the job imports its classes from (None: the live code)."""

@@ -26,11 +26,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from corral.core import provenance
-from corral.core.job import Deferred, Failure, Job, Resources, Secret, Status, Tracked
+from corral.core.job import (
+    Deferred,
+    Failure,
+    FailureReason,
+    Job,
+    Resources,
+    Secret,
+    Status,
+    Tracked,
+)
 from corral.core.procs import hostname
 from corral.core.script import ScriptSpec, render_job_script, render_secrets
 from corral.core.serialize import dump_params
-from corral.core.workspace import DONE, FAILED, SECRETS, marker_status, state_dir, write_failed
+from corral.core.workspace import (
+    ATTEMPTS,
+    DONE,
+    FAILED,
+    SECRETS,
+    marker_status,
+    state_dir,
+    write_failed,
+)
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
@@ -53,6 +70,27 @@ class Origin:
     """The launcher's setup lines (from their ``job.sh``)."""
     workdir: str
     """The workspace as the jobs see it (a remote launcher's ``workdir``, resolved)."""
+
+
+def check_retries(owner: str, retries: Mapping[str, int]) -> dict[FailureReason, int]:
+    """A retry budget by failure reason (``{"node_fail": 1}``), each name and count checked."""
+    from corral.core.suggest import did_you_mean
+    from corral.errors import ConfigError
+
+    if not isinstance(retries, Mapping):
+        raise ConfigError(f"{owner}: retries must map failure reasons to counts, got {retries!r}")
+    valid = [r.value for r in FailureReason]
+    budget: dict[FailureReason, int] = {}
+    for name, count in retries.items():
+        if name not in valid:
+            raise ConfigError(
+                f"{owner}: retries: unknown failure reason {name!r}{did_you_mean(name, valid)}; "
+                f"valid: {', '.join(valid)}"
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ConfigError(f"{owner}: retries[{name!r}] must be an int >= 0, got {count!r}")
+        budget[FailureReason(name)] = count
+    return budget
 
 
 def _secrets(job: Job) -> dict[str, str]:
@@ -130,6 +168,17 @@ class Launcher(abc.ABC):
 
     def check(self, job: Job) -> None:  # noqa: B027  (optional: nothing to check by default)
         """Refuse a job this launcher can never run (raise ConfigError)."""
+
+    def capacities(self) -> dict[str, float | frozenset[str]]:
+        """What this launcher can give one job (an offer, see :mod:`corral.core.capacity`):
+        a local or SSH machine its slots, a SLURM launcher its partition's nodes. Empty when
+        it cannot say (a host's declaration in a hosts file then decides)."""
+        return {}
+
+    def retry_budget(self, job: Job) -> Mapping[FailureReason, int]:
+        """How many times a job that ended for each reason is submitted again (none by
+        default; a :class:`~corral.core.resumable.ResumableTask` adds its own)."""
+        return {}
 
     def attach(self, job: Job) -> None:  # noqa: B027  (optional: nothing to note by default)
         """Take note of a job found running (started by an earlier or another client)."""
@@ -262,6 +311,8 @@ class Launcher(abc.ABC):
         secrets = _secrets(job)
         if secrets:
             files[SECRETS] = render_secrets(secrets)
+        if job.attempts:
+            files[ATTEMPTS] = json.dumps([a.to_json() for a in job.attempts], indent=1)
         return files
 
     def fetch(self, job: Job, destination: str | os.PathLike[str]) -> Path:

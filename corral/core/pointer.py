@@ -57,6 +57,8 @@ def write_pointer(workspace: Workspace, job: Job, status: Status) -> None:
             "handle": job.handle if job.handle is not None else data.get("handle"),
         }
     )
+    if job.attempts:
+        data["attempts"] = [a.to_json() for a in job.attempts]
     write_json_atomic(path, _with_status(data, status))
     job.record = local
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from corral.core.capacity import Offer, shortfalls
 from corral.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -93,3 +94,55 @@ def _slots(member: Launcher) -> tuple[int, int]:
     """A member's CPU and GPU slots (1 and 0 for a launcher that does not count slots)."""
     slots = getattr(member, "slots", None)
     return int(getattr(slots, "cpus", 1)), int(getattr(slots, "gpus", 0))
+
+
+class FirstFit(LauncherPool):
+    """Launchers tried in order: each job goes to the first whose capacities fit its
+    resources (after its submit hooks), e.g. a cluster's ``gpu`` and ``cpu`` partitions and
+    a GPU box, chosen by what each job asks.
+
+    :param launchers: the members, in the order they are tried.
+    :param offers: what each member offers a job, where declared (a hosts file's capacity
+        table, see :mod:`corral.core.capacity`); what a declaration leaves out is asked of
+        the member itself (:meth:`~corral.core.launcher.Launcher.capacities`, once).
+    :param names: a name for each member, in messages.
+    """
+
+    def __init__(
+        self,
+        launchers: Sequence[Launcher],
+        *,
+        offers: Sequence[Offer | None] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(launchers)
+        given = list(offers) if offers is not None else [None] * len(self.members)
+        if len(given) != len(self.members):
+            raise ConfigError("FirstFit: give one offer (or None) per launcher")
+        self._declared = given
+        self._live: dict[int, Offer] = {}
+        self.names = list(names) if names is not None else [repr(m) for m in self.members]
+
+    def offer(self, index: int) -> dict[str, float | frozenset[str]]:
+        """What member ``index`` offers: its declaration, completed by the member itself."""
+        member = self.members[index]
+        if id(member) not in self._live:
+            self._live[id(member)] = member.capacities()
+        return {**self._live[id(member)], **(self._declared[index] or {})}
+
+    def choose(self, job: Job, workspace: Workspace) -> Launcher:
+        """The first member that fits ``job`` (where its dependencies are, when they have one);
+        a ConfigError says why each member does not."""
+        member = self._where(job.dependencies, workspace)
+        if member is None:
+            why = []
+            for i, candidate in enumerate(self.members):
+                reasons = shortfalls(self.offer(i), job.resources)
+                if not reasons:
+                    member = candidate
+                    break
+                why.append(f"{self.names[i]}: {', '.join(reasons)}")
+            if member is None:
+                raise ConfigError(f"no launcher fits {job.name}: {'; '.join(why)}")
+        self._held[id(member)].append(job)
+        return member

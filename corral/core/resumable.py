@@ -2,10 +2,12 @@
 
 On a batch scheduler a job ends at its time limit (``timeout``) or when a higher-priority
 job takes its place (``preempted``). A :class:`ResumableTask` is warned by a signal
-(``SIGUSR1``, ``warning`` seconds before the limit; SLURM's ``--signal``), can ask how long it
-has left, saves its progress, and calls :meth:`ResumableTask.resume_later`. Either way, a job
-that ended as ``timeout`` or ``preempted`` is submitted again in the same directory, up to
-``max_retries`` times; the logs of each attempt are kept (``stdout.1``, ``stderr.1``, ...)::
+(``SIGUSR1``, ``warning`` seconds before the limit; SLURM's ``--signal``) or asked to stop
+(``SIGTERM``: preemption, after which SLURM waits its ``KillWait`` before ``SIGKILL``); either
+way :meth:`ResumableTask.time_is_up` turns true, and the task saves its progress and calls
+:meth:`ResumableTask.resume_later`. A job that ended as ``timeout`` or ``preempted`` is
+submitted again in the same directory, up to ``max_retries`` times; the logs of each attempt
+are kept (``stdout.1``, ``stderr.1``, ...)::
 
     class Train(ResumableTask):
         epochs: Param[int] = 100
@@ -35,6 +37,7 @@ TIME_LIMIT_ENV = "CORRAL_TIME_LIMIT"
 
 _deadline: float | None = None
 _warned = False
+_stop: str | None = None
 
 
 class ResumeLater(BaseException):  # a request, like SystemExit, not an error
@@ -60,9 +63,10 @@ class ResumableTask(Task):
         return _warned
 
     def time_is_up(self) -> bool:
-        """Whether the job was warned of its time limit (or is within ``warning`` of it)."""
+        """Whether the job was warned of its time limit (or is within ``warning`` of it), or
+        asked to stop (SIGTERM: preempted, cancelled)."""
         left = self.remaining_time()
-        return _warned or (left is not None and left <= self.warning)
+        return _warned or _stop is not None or (left is not None and left <= self.warning)
 
     def resume_later(self, why: str = "") -> NoReturn:
         """End this attempt now; the job is submitted again and ``execute()`` runs anew."""
@@ -74,10 +78,22 @@ def _on_warning(signum: int, frame: FrameType | None) -> None:
     _warned = True
 
 
+def request_stop(signal_name: str) -> None:
+    """In the job process: a signal asked the task to stop (its ``time_is_up()`` turns true)."""
+    global _stop
+    _stop = signal_name
+
+
+def stop_requested() -> str | None:
+    """The signal that asked the task to stop, if one did."""
+    return _stop
+
+
 def prepare(started: float) -> None:
     """In the job process, before ``execute()``: note the deadline, catch the warning."""
-    global _deadline, _warned
+    global _deadline, _warned, _stop
     _warned = False
+    _stop = None
     end = os.environ.get("SLURM_JOB_END_TIME")
     limit = os.environ.get(TIME_LIMIT_ENV)
     if end and end.isdigit():

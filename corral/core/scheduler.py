@@ -5,6 +5,11 @@ job directories of newly added jobs (done jobs are never re-run, running ones ar
 re-attached), starts ready jobs as far as each launcher has room, and polls each launcher
 once for all its active jobs. A job whose dependency failed fails with reason
 ``dependency`` without running.
+
+A job that ended for a reason its launcher's retry budget covers (a node that died, a
+preemption; a :class:`~corral.core.resumable.ResumableTask`'s time limit) is made ready
+again and submitted anew in the same directory, its ended attempts kept in ``job.attempts``;
+its dependents wait meanwhile (a batch scheduler that cancelled them for it is overruled).
 """
 
 from __future__ import annotations
@@ -253,8 +258,19 @@ class Scheduler:
         return changed
 
     def _set(self, job: Job, state: JobState, failure: Failure | None) -> None:
-        if state is JobState.FAILED and failure is not None and _resume(job, failure):
-            return
+        if state is JobState.FAILED and failure is not None:
+            if _retry(job, failure):
+                if is_remote(job, self.workspace):
+                    write_pointer(self.workspace, job, (job.state, None))
+                return
+            if (
+                failure.reason is FailureReason.DEPENDENCY
+                and any(not d.state.final for d in job.dependencies)
+                and not any(d.state is JobState.FAILED for d in job.dependencies)
+            ):
+                # cancelled by its scheduler for a parent that is submitted again: it waits
+                job.state, job.failure, job.handle = JobState.WAITING, None, None
+                return
         job.state = state
         job.failure = failure
         if is_remote(job, self.workspace):
@@ -263,19 +279,34 @@ class Scheduler:
             self.on_finished(job)
 
 
-def _resume(job: Job, failure: Failure) -> bool:
-    """Make a ResumableTask ended by its time limit or preemption ready to run again."""
-    task = job.task
-    if (
-        not isinstance(task, ResumableTask)
-        or failure.reason not in RESUMED_AFTER
-        or job.retries >= task.max_retries
-    ):
+def retry_allowed(job: Job, failure: Failure) -> int | None:
+    """How many attempts ``job`` may have for ``failure``'s reason, if it may have another
+    (None: it may not). A ResumableTask's time limits and preemptions share its
+    ``max_retries``."""
+    budget = dict(job.launcher.retry_budget(job))
+    group = {failure.reason}
+    if isinstance(job.task, ResumableTask) and failure.reason in RESUMED_AFTER:
+        group = set(RESUMED_AFTER)
+        for reason in RESUMED_AFTER:
+            budget[reason] = max(budget.get(reason, 0), job.task.max_retries)
+    allowed = max((budget.get(r, 0) for r in group), default=0)
+    used = sum(1 for ended in job.attempts if ended.reason in group)
+    return allowed if used < allowed else None
+
+
+def _retry(job: Job, failure: Failure) -> bool:
+    """Make a job that ended for a reason its retry budget covers ready to run again."""
+    allowed = retry_allowed(job, failure)
+    if allowed is None:
         return False
+    job.attempts.append(failure)
     job.retries += 1
     job.state = JobState.READY
     job.failure = None
-    log.info("%s ended (%s): attempt %d", job.name, failure.reason.value, job.retries + 1)
+    log.info(
+        "%s ended (%s): submitted again, attempt %d", job.name, failure.reason.value,
+        job.retries + 1,
+    )
     return True
 
 

@@ -21,6 +21,10 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from corral.core.job import Resources
 
 DEFAULT_DIR = "/tmp/corral-slots"
 """The machine-wide slot directory (not under ``$XDG_RUNTIME_DIR``: that one is per user)."""
@@ -141,28 +145,56 @@ class SlotBudget:
     client from starting jobs that would wait for a lease.
     """
 
-    def __init__(self, owner: str, cpus: int, gpus: int) -> None:
+    def __init__(self, owner: str, cpus: int, gpus: int, *, gpu_type: str | None = None) -> None:
+        from corral.core.job import check_resource
         from corral.errors import ConfigError
 
         if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
-            raise ConfigError(f"{owner}: cpus must be a positive int, got {cpus!r}")
+            raise ConfigError(f"{owner}: cpu_slots must be a positive int, got {cpus!r}")
         if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
-            raise ConfigError(f"{owner}: gpus must be an int >= 0, got {gpus!r}")
+            raise ConfigError(f"{owner}: gpu_slots must be an int >= 0, got {gpus!r}")
+        try:
+            check_resource("gpu_type", gpu_type)
+        except ConfigError as exc:
+            raise ConfigError(f"{owner}: {exc}") from None
         self.owner = owner
         self.cpus = cpus
         self.gpus = gpus
+        self.gpu_type = gpu_type
         self._used: dict[object, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
-    def check(self, what: str, cpus: int, gpus: int) -> None:
-        """Refuse a request that can never fit."""
-        if cpus > self.cpus or gpus > self.gpus:
-            from corral.errors import ConfigError
+    def check(self, what: str, resources: Resources) -> None:
+        """Refuse a request that can never fit: more slots than exist, or more than one
+        process (a distributed job needs a batch scheduler)."""
+        from corral.errors import ConfigError
 
+        if resources.tasks > 1 or resources.torchrun:
+            raise ConfigError(
+                f"{what} asks nodes={resources.nodes}, tasks_per_node="
+                f"{resources.tasks_per_node}: the {self.owner} runs one process per job "
+                "(distributed jobs run on the SLURM launcher)"
+            )
+        wanted = resources.gpu_type
+        if wanted is not None and resources.gpus and wanted != self.gpu_type:
+            has = f"GPUs of type {self.gpu_type!r}" if self.gpu_type else "GPUs of no declared type"
+            raise ConfigError(f"{what} asks gpu_type={wanted!r}; the {self.owner} has {has}")
+        cpus, gpus = resources.cpus, resources.gpus
+        if cpus > self.cpus or gpus > self.gpus:
             raise ConfigError(
                 f"{what} asks cpus={cpus}, gpus={gpus}; "
-                f"the {self.owner} has cpus={self.cpus}, gpus={self.gpus}"
+                f"the {self.owner} has cpu_slots={self.cpus}, gpu_slots={self.gpus}"
             )
+
+    def offer(self) -> dict[str, float | frozenset[str]]:
+        """What a job may ask of these slots (see :mod:`corral.core.capacity`)."""
+        # a machine sets no time limit
+        offer: dict[str, float | frozenset[str]] = {
+            "cpus": self.cpus, "gpus": self.gpus, "time": float("inf")
+        }
+        if self.gpu_type is not None:
+            offer["gpu_type"] = frozenset({self.gpu_type})
+        return offer
 
     def fits(self, needs: list[tuple[int, int]]) -> int:
         """How many of ``needs`` ((cpus, gpus) each, in order) fit in the free slots."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from corral.core import context
@@ -41,12 +42,36 @@ class Dep:
         return config
 
 
+@dataclass(frozen=True)
+class Rank:
+    """Where a process of a distributed job stands (``self.__rank__`` in ``execute()``).
+
+    The same numbers are in the environment PyTorch's ``env://`` rendezvous reads: ``RANK``,
+    ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``, ``NODE_RANK``, ``MASTER_ADDR``,
+    ``MASTER_PORT``. A job of one process is rank 0 of a world of 1.
+    """
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    node_rank: int = 0
+    master_addr: str = ""
+    """The address of rank 0's node."""
+    master_port: int = 0
+
+
+SINGLE = Rank()
+
+
 class Task(Config):
     """A config that can be submitted and executed.
 
     ``execute()`` runs in the job, with the job directory as working directory and
-    ``self.__taskdir__`` / ``self.__tags__`` set.
+    ``self.__taskdir__``, ``self.__tags__`` and ``self.__rank__`` (a :class:`Rank`) set.
     """
+
+    __rank__: Rank = SINGLE
 
     def execute(self) -> None:
         """The work of the task; subclasses define it."""

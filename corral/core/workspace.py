@@ -34,6 +34,9 @@ SUBMIT_LOCK = "lock"
 SECRETS = ".corral/secrets.env"
 """A job's secret environment values (``export`` lines, mode 0600), relative to its dir."""
 RUN_LOCK = "run.lock"
+ATTEMPTS = ".corral/attempts.json"
+"""How the earlier attempts of a job that was submitted again ended (its failed markers),
+relative to its directory."""
 
 
 class Workspace:

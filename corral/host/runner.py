@@ -3,6 +3,13 @@
 The job holds ``.corral/run.lock`` while it runs and writes its ``done`` or ``failed`` marker
 before the lock is released (at process exit), so a reader that can take the lock and finds
 no marker knows the job is gone. The lock file holds the handle of the process holding it.
+
+A distributed job's process coordinates its ranks instead of executing the task itself
+(:mod:`corral.host.ranks`); each rank is ``python -m corral.run --rank params.json``.
+
+A :class:`~corral.core.resumable.ResumableTask` is not interrupted by SIGTERM (preemption,
+``scancel``): it is told (``time_is_up()``), saves its progress and calls ``resume_later()``;
+a batch scheduler ends it for good after its grace period.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -98,14 +106,18 @@ def _last_line(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
 
 
-def execute(data: dict[str, Any], job_dir: Path, started: float | None = None) -> None:
-    """Rebuild the task of ``params.json`` and run it in ``job_dir``."""
+def execute(
+    data: dict[str, Any], job_dir: Path, started: float | None = None, rank: Any = None
+) -> None:
+    """Rebuild the task of ``params.json`` and run it in ``job_dir`` (as ``rank`` of a
+    distributed job, whose coordinator waited for the dependencies)."""
     from corral.core import context
     from corral.core.serialize import load_params
 
     workspace = Path(data["workspace"])
-    wait_for_dependencies(workspace, data.get("depends_on", []))
-    _lease_slots()
+    if rank is None:
+        wait_for_dependencies(workspace, data.get("depends_on", []))
+        _lease_slots()
     context.set_job_workspace(workspace)
     try:
         loaded = load_params(data)
@@ -118,19 +130,78 @@ def execute(data: dict[str, Any], job_dir: Path, started: float | None = None) -
     for config in loaded.own:
         for name in class_info(type(config)).generated:
             getattr(config, name).parent.mkdir(parents=True, exist_ok=True)
+    if rank is not None:
+        task.__dict__["__rank__"] = rank
     if isinstance(task, resumable.ResumableTask):
         resumable.prepare(started if started is not None else time.time())
+        for signum in (signal.SIGTERM, signal.SIGINT):  # asked to stop: checkpoint first
+            signal.signal(signum, _stop_requested)
     os.chdir(job_dir)
     task.execute()  # type: ignore[attr-defined]
+
+
+def _stop_requested(signum: int, frame: FrameType | None) -> None:
+    if resumable.stop_requested():  # asked twice: it ends now
+        raise _Killed(signum)
+    resumable.request_stop(signal.Signals(signum).name)
+
+
+def attempt(run: Callable[[], None]) -> tuple[Failure | None, int]:
+    """Run ``run``; the failure it ended with (None: done) and the exit code to give."""
+    try:
+        run()
+    except _Killed as exc:
+        name = signal.Signals(exc.signum).name
+        return Failure(FailureReason.KILLED, f"killed by {name}", signal=name), 128 + exc.signum
+    except _DependencyFailed as exc:
+        return Failure(FailureReason.DEPENDENCY, str(exc)), 1
+    except _ImportFailed as exc:
+        return Failure(FailureReason.IMPORT, str(exc), exit_code=1), 1
+    except resumable.ResumeLater as exc:
+        stopped = resumable.stop_requested()
+        if stopped:  # on a signal: a batch scheduler's own reason (preempted...) decides
+            why = f"stopped on {stopped} to resume later ({exc})"
+            return Failure(FailureReason.KILLED, why, RESUME_LATER, signal=stopped), RESUME_LATER
+        return Failure(FailureReason.TIMEOUT, str(exc), exit_code=RESUME_LATER), RESUME_LATER
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            return None, 0
+        return Failure(FailureReason.FAILED, f"SystemExit: {exc.code}", exit_code=1), 1
+    except BaseException as exc:
+        traceback.print_exc()
+        return Failure(FailureReason.FAILED, _last_line(exc), exit_code=1), 1
+    return None, 0
+
+
+def _read_params(job_dir: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((job_dir / name).read_text(encoding="utf-8"))
+    return data
+
+
+def rank_main(job_dir: Path, params: str) -> int:
+    """``python -m corral.run --rank params.json``: one rank of a distributed job."""
+    from corral.host import ranks
+
+    rank = ranks.enter(job_dir)
+    for signum in CAUGHT_SIGNALS:
+        signal.signal(signum, _on_signal)
+    failure, code = attempt(lambda: execute(_read_params(job_dir, params), job_dir, rank=rank))
+    for signum in CAUGHT_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    ranks.record(job_dir, rank, failure)
+    sys.stderr.flush()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m corral.run params.json``, run in the job directory."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m corral.run params.json", file=sys.stderr)
-        return 2
     job_dir = Path(os.environ.get("CORRAL_JOB_DIR") or Path.cwd())
+    if len(args) == 2 and args[0] == "--rank":
+        return rank_main(job_dir, args[1])
+    if len(args) != 1:
+        print("usage: python -m corral.run [--rank] params.json", file=sys.stderr)
+        return 2
     sd = state_dir(job_dir)
     sd.mkdir(parents=True, exist_ok=True)
     lock_fd = os.open(sd / RUN_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
@@ -147,34 +218,27 @@ def main(argv: list[str] | None = None) -> int:
     for signum in CAUGHT_SIGNALS:
         signal.signal(signum, _on_signal)
     started = time.time()
-    code = 1
-    try:
-        data = json.loads((job_dir / args[0]).read_text(encoding="utf-8"))
-        execute(data, job_dir, started)
-    except _Killed as exc:
-        name = signal.Signals(exc.signum).name
-        failure = Failure(FailureReason.KILLED, f"killed by {name}", signal=name)
-        code = 128 + exc.signum
-    except _DependencyFailed as exc:
-        failure = Failure(FailureReason.DEPENDENCY, str(exc))
-    except _ImportFailed as exc:
-        failure = Failure(FailureReason.IMPORT, str(exc), exit_code=1)
-    except resumable.ResumeLater as exc:
-        failure = Failure(FailureReason.TIMEOUT, str(exc), exit_code=RESUME_LATER)
-        code = RESUME_LATER
-    except SystemExit as exc:
-        if exc.code in (None, 0):
-            write_done(job_dir, {"start": started, "end": time.time()})
-            return 0
-        failure = Failure(FailureReason.FAILED, f"SystemExit: {exc.code}", exit_code=1)
-    except BaseException as exc:
-        traceback.print_exc()
-        failure = Failure(FailureReason.FAILED, _last_line(exc), exit_code=1)
+    from corral.host import ranks
+
+    if ranks.distributed():
+
+        def run() -> None:
+            data = _read_params(job_dir, args[0])
+            wait_for_dependencies(Path(data["workspace"]), data.get("depends_on", []))
+            found, status = ranks.coordinate(job_dir, args[0], sys.executable)
+            outcome.extend([found, status])
+
+        outcome: list[Any] = []
+        failure, code = attempt(run)
+        if failure is None and outcome:
+            failure, code = outcome
     else:
-        write_done(job_dir, {"start": started, "end": time.time()})
-        return 0
+        failure, code = attempt(lambda: execute(_read_params(job_dir, args[0]), job_dir, started))
     for signum in CAUGHT_SIGNALS:  # the marker is written once, whatever arrives now
         signal.signal(signum, signal.SIG_IGN)
+    if failure is None:
+        write_done(job_dir, {"start": started, "end": time.time()})
+        return 0
     write_failed(job_dir, failure)
     sys.stderr.flush()
     return code

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from corral.core.job import Failure, FailureReason, JobState
 from corral.errors import ConfigError
@@ -198,3 +199,81 @@ def array_wrapper(
     body += [f"  {shlex.quote(d)}" for d in directories]
     body += [")", 'exec bash "${dirs[$SLURM_ARRAY_TASK_ID]}/job.sh"']
     return "\n".join(body) + "\n"
+
+
+SINFO_FORMAT = "%P|%a|%l|%D|%c|%m|%G"
+"""``sinfo -h -o`` of :func:`parse_partitions`: partition, availability, time limit, nodes,
+CPUs per node, memory per node (MB), generic resources per node."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What one partition offers a job, from ``sinfo`` (one round trip for them all)."""
+
+    name: str
+    default: bool
+    available: str
+    """``up``, ``down``, ``drain``, ``inact``."""
+    time_limit: str
+    """As sinfo prints it: ``infinite``, ``5:00``, ``1-00:00:00``."""
+    nodes: int
+    cpus: int
+    """CPUs of its largest node."""
+    mem_mb: int
+    """Memory of its largest node, in megabytes."""
+    gpus: dict[str, int]
+    """GPUs per node by type (``{"a100": 2}``; ``""`` for GPUs of no type): the most a
+    node of the partition has."""
+
+    @property
+    def max_gpus(self) -> int:
+        """The most GPUs one node of the partition has."""
+        return max(self.gpus.values(), default=0)
+
+    def describe(self) -> str:
+        """``gpu (up, max infinite, 2 nodes, 4 CPUs, gpu:a100:2 gpu:t4:2)``."""
+        gres = " ".join(f"gpu:{t}:{n}" if t else f"gpu:{n}" for t, n in sorted(self.gpus.items()))
+        parts = [self.available, f"max {self.time_limit}", f"{self.nodes} node(s)",
+                 f"{self.cpus} CPUs", *([gres] if gres else [])]
+        return f"{self.name}{'*' if self.default else ''} ({', '.join(parts)})"
+
+
+_GRES_GPU = re.compile(r"^gpu(?::([^:()]+))?:(\d+)")
+
+
+def parse_partitions(text: str) -> dict[str, Partition]:
+    """Partitions from ``sinfo -h -o SINFO_FORMAT`` (a partition may span several lines, one
+    per kind of node)."""
+    found: dict[str, Partition] = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 7:
+            continue
+        raw, available, limit, nodes, cpus, mem, gres = fields[:7]
+        name = raw.rstrip("*")
+        gpus: dict[str, int] = {}
+        for item in gres.split(","):
+            match = _GRES_GPU.match(item.strip())
+            if match:
+                kind = match.group(1) or ""
+                gpus[kind] = max(gpus.get(kind, 0), int(match.group(2)))
+        this = Partition(
+            name, raw.endswith("*"), available, limit, _int(nodes), _int(cpus), _int(mem), gpus
+        )
+        before = found.get(name)
+        if before is not None:
+            merged = dict(before.gpus)
+            for kind, count in gpus.items():
+                merged[kind] = max(merged.get(kind, 0), count)
+            this = Partition(
+                name, before.default or this.default, before.available, before.time_limit,
+                before.nodes + this.nodes, max(before.cpus, this.cpus),
+                max(before.mem_mb, this.mem_mb), merged,
+            )
+        found[name] = this
+    return found
+
+
+def _int(text: str) -> int:
+    digits = text.strip().rstrip("+")
+    return int(digits) if digits.isdigit() else 0

@@ -5,12 +5,13 @@ this machine. The contract itself is :class:`corral.Launcher`; ``Origin`` is wha
 """
 
 from corral.core.launcher import Origin
-from corral.core.pool import LauncherPool
+from corral.core.pool import FirstFit, LauncherPool
 from corral.launchers.local import HostLauncher, LocalLauncher
 from corral.launchers.slurm import SlurmLauncher
 from corral.launchers.ssh import SSHLauncher
 
 __all__ = [
+    "FirstFit",
     "HostLauncher",
     "LauncherPool",
     "LocalLauncher",

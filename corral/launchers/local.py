@@ -88,10 +88,11 @@ class HostLauncher(Launcher):
 
 
 class LocalLauncher(HostLauncher):
-    """Runs jobs on this machine with ``cpus`` CPU slots and ``gpus`` GPU slots.
+    """Runs jobs on this machine with ``cpu_slots`` CPU slots and ``gpu_slots`` GPU slots.
 
-    :param cpus: CPU slots (default: the number of cores); a job takes ``resources.cpus``.
-    :param gpus: GPU slots; a job with ``resources.gpus = k`` gets ``k`` of them in
+    :param cpu_slots: CPU slots (default: the number of cores); a job takes
+        ``resources.cpus`` of them.
+    :param gpu_slots: GPU slots; a job with ``resources.gpus = k`` gets ``k`` of them in
         ``CUDA_VISIBLE_DEVICES``.
     :param python: the interpreter of the jobs (default: this one).
     :param slots_dir: where the slot lock files are (default: the machine's,
@@ -106,8 +107,8 @@ class LocalLauncher(HostLauncher):
     def __init__(
         self,
         *,
-        cpus: int | None = None,
-        gpus: int = 0,
+        cpu_slots: int | None = None,
+        gpu_slots: int = 0,
         python: str | None = None,
         connector: Connector | None = None,
         slots_dir: str | os.PathLike[str] | None = None,
@@ -121,19 +122,25 @@ class LocalLauncher(HostLauncher):
             )
         super().__init__(connector or LocalConnector(), python=python)
         self.slots = SlotBudget(
-            "local launcher", cpus if cpus is not None else (os.cpu_count() or 1), gpus
+            "local launcher",
+            cpu_slots if cpu_slots is not None else (os.cpu_count() or 1),
+            gpu_slots,
         )
         self.slots_dir = None if slots_dir is None else os.path.abspath(os.fspath(slots_dir))
         if not isinstance(cancel_grace, int | float) or cancel_grace < 0:
             raise ConfigError(f"local launcher: cancel_grace must be >= 0, got {cancel_grace!r}")
         self.cancel_grace = float(cancel_grace)
-        self.cpus, self.gpus = self.slots.cpus, self.slots.gpus
+        self.cpu_slots, self.gpu_slots = self.slots.cpus, self.slots.gpus
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
     def check(self, job: Job) -> None:
         """Refuse jobs asking more slots than exist."""
-        self.slots.check(job.name, job.resources.cpus, job.resources.gpus)
+        self.slots.check(job.name, job.resources)
+
+    def capacities(self) -> dict[str, float | frozenset[str]]:
+        """The machine's slots, and its GPU model when one is given."""
+        return self.slots.offer()
 
     def capacity(self, jobs: Sequence[Job]) -> int | None:
         """How many of the ready ``jobs`` fit in the free slots, in order."""

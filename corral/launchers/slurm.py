@@ -11,6 +11,7 @@ memory, preemption, node failure, cancellation). Every SLURM command is counted 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -25,18 +26,29 @@ from corral.connectors.base import Connector
 from corral.connectors.local import LocalConnector
 from corral.connectors.ssh import SSHConnector
 from corral.core.job import Failure, FailureReason, Job, JobState, Resources, Status, Tracked
-from corral.core.launcher import J, Launcher, Origin
+from corral.core.launcher import J, Launcher, Origin, check_retries
 from corral.core.resumable import TIME_LIMIT_ENV, WARNING_SIGNAL, ResumableTask
-from corral.errors import AuthenticationError, ConfigError, ConnectorError, HostKeyError
+from corral.core.units import parse_duration
+from corral.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectorError,
+    HostKeyError,
+    SubmissionError,
+)
 from corral.host.protocol import SbatchSpec
+from corral.host.ranks import environ_for as ranks_environ
 from corral.host.slurm import LIMIT
 from corral.host.slurm_text import (
     ACTIVE,
     FORGOTTEN,
+    SINFO_FORMAT,
     ControllerState,
+    Partition,
     combine,
     controller_status,
     header,
+    parse_partitions,
     parse_states,
     squeue_answered,
 )
@@ -52,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ARRAY = 1001
+DEFAULT_RETRIES = {"node_fail": 1, "preempted": 3}
 _OK: Status = (JobState.SUBMITTED, None)
 
 
@@ -82,14 +95,21 @@ class SlurmLauncher(AgentLauncher):
     :param account: the account charged.
     :param qos: the quality of service.
     :param constraint: node features required (``--constraint``).
-    :param nodes: nodes per job.
-    :param cpus: default CPUs per job (submit hooks may change a job's resources).
-    :param gpus: default GPUs per job.
-    :param mem: default memory per job (``4G``, ``500M``).
-    :param time: default time limit (minutes, ``HH:MM:SS``, ``D-HH:MM:SS``).
+    :param cpus: default CPUs per task (``submit(cpus=...)`` and submit hooks may change a
+        job's resources).
+    :param gpus: default GPUs per node (``--gres=gpu:N``).
+    :param gpu_type: default GPU model (``--gres=gpu:TYPE:N``), e.g. ``"a100"``.
+    :param mem: default memory per node (``4G``, ``500M``).
+    :param time: default time limit (``2h``, ``90m``, minutes, ``HH:MM:SS``, ``D-HH:MM:SS``).
+    :param nodes: default nodes per job.
+    :param tasks_per_node: default processes per node (ranks of a distributed job).
+    :param torchrun: default for starting one ``torchrun`` per node rather than every rank.
     :param extra: more ``sbatch`` options, ``{"--option": "value"}`` (None for a flag).
     :param setup: shell lines run before each job (``module load ...``).
     :param throttle: at most this many tasks of an array run at once (``%throttle``).
+    :param retries: how many times a job that ended for one of these reasons is submitted
+        again, by reason (default: ``{"node_fail": 1, "preempted": 3}``); a
+        :class:`~corral.core.resumable.ResumableTask` is also resubmitted after ``timeout``.
     """
 
     name = "slurm"
@@ -108,14 +128,18 @@ class SlurmLauncher(AgentLauncher):
         account: str | None = None,
         qos: str | None = None,
         constraint: str | None = None,
-        nodes: int | None = None,
         cpus: int = 1,
         gpus: int = 0,
+        gpu_type: str | None = None,
         mem: str | None = None,
         time: str | None = None,
+        nodes: int = 1,
+        tasks_per_node: int = 1,
+        torchrun: bool = False,
         extra: Mapping[str, Any] | None = None,
         setup: Sequence[str] = (),
         throttle: int | None = None,
+        retries: Mapping[str, int] | None = None,
     ) -> None:
         connector = connector if connector is not None else LocalConnector()
         remote = not isinstance(connector, LocalConnector)
@@ -133,30 +157,46 @@ class SlurmLauncher(AgentLauncher):
             "account": account,
             "qos": qos,
             "constraint": constraint,
-            "nodes": nodes,
             "cpus": cpus,
             "gpus": gpus,
+            "gpu_type": gpu_type,
             "mem": mem,
             "time": time,
+            "nodes": nodes,
+            "tasks_per_node": tasks_per_node,
+            "torchrun": torchrun,
             "extra": extra,
             "setup": setup,
             "throttle": throttle,
+            "retries": retries,
         }
         self.options = SlurmOptions.make(
             partition=partition,
             account=account,
             qos=qos,
             constraint=constraint,
-            nodes=nodes,
             extra=extra,
         )
-        self.defaults = Resources(cpus=cpus, gpus=gpus, mem=mem, time=time)
+        self.defaults = Resources(
+            cpus=cpus,
+            gpus=gpus,
+            gpu_type=gpu_type,
+            mem=mem,
+            time=time,
+            nodes=nodes,
+            tasks_per_node=tasks_per_node,
+            torchrun=torchrun,
+        )
         header(sbatch_options(self.defaults, self.options))  # every value checked now
+        self.retries = check_retries(
+            "SlurmLauncher", DEFAULT_RETRIES if retries is None else retries
+        )
         self.throttle = throttle
         self.workdir = workdir
         self.host = Host(connector, python=python, setup=setup, workdir=workdir)
         self.counts: Counter[str] = Counter()
         self._max_array: int | None = None
+        self._partitions: dict[str, Partition] | None = None
         self._sacct: bool | None = None
         self.budget: SubmitBudget | None = None
 
@@ -222,6 +262,40 @@ class SlurmLauncher(AgentLauncher):
             self.budget = SubmitBudget(limit)
         return self.budget
 
+    def partitions(self) -> dict[str, Partition]:
+        """The cluster's partitions and what their nodes have (one ``sinfo``, read once)."""
+        if self._partitions is None:
+            out = self.run(["sinfo", "-h", "-o", SINFO_FORMAT])
+            if not out.ok:
+                tail = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+                raise SubmissionError(f"sinfo on {self.host} failed: {tail}", argv=out.argv)
+            self._partitions = parse_partitions(out.stdout)
+        return self._partitions
+
+    def capacities(self) -> dict[str, float | frozenset[str]]:
+        """What a job may ask in this launcher's partition (the cluster's default one when
+        none is set): CPUs, GPUs and memory of its largest node, its GPU models, its nodes,
+        its time limit."""
+        found = self.partitions()
+        wanted = self.options.partition.split(",") if self.options.partition else [
+            p.name for p in found.values() if p.default
+        ]
+        chosen = [found[name] for name in wanted if name in found]
+        if not chosen:
+            return {}
+        offer: dict[str, float | frozenset[str]] = {
+            "cpus": max(p.cpus for p in chosen),
+            "gpus": max(p.max_gpus for p in chosen),
+            "nodes": max(p.nodes for p in chosen),
+            "mem": max(p.mem_mb for p in chosen) * 1024.0**2,
+        }
+        types = frozenset(t for p in chosen for t, n in p.gpus.items() if t and n)
+        if types:
+            offer["gpu_type"] = types
+        with contextlib.suppress(ValueError):  # a limit sinfo printed in a way unknown here
+            offer["time"] = max(parse_duration(p.time_limit) for p in chosen)
+        return offer
+
     def capacity(self, jobs: Sequence[Job]) -> int | None:
         """How many of ``jobs`` may be queued now without going over the cluster's limits."""
         return self.submit_budget().room()
@@ -276,10 +350,17 @@ class SlurmLauncher(AgentLauncher):
         return options
 
     def job_environ(self, job: Job) -> dict[str, str]:
-        """The job's time limit in seconds, for ``ResumableTask.remaining_time()``."""
-        if job.resources.time is None:
-            return {}
-        return {TIME_LIMIT_ENV: str(time_seconds(str(job.resources.time)))}
+        """The job's time limit in seconds (``ResumableTask.remaining_time()``), and how a
+        distributed job starts its ranks."""
+        environ = {}
+        if job.resources.time is not None:
+            environ[TIME_LIMIT_ENV] = str(time_seconds(str(job.resources.time)))
+        environ.update(ranks_environ(job.resources))
+        return environ
+
+    def retry_budget(self, job: Job) -> Mapping[FailureReason, int]:
+        """How many times ``job`` is submitted again after ending for each reason."""
+        return self.retries
 
     def check(self, job: Job) -> None:
         """Refuse resources SLURM would reject (after submit hooks changed them)."""

@@ -32,14 +32,15 @@ if TYPE_CHECKING:
 
 
 class SSHLauncher(AgentLauncher):
-    """Runs jobs on an SSH host with ``cpus`` CPU slots and ``gpus`` GPU slots.
+    """Runs jobs on an SSH host with ``cpu_slots`` CPU slots and ``gpu_slots`` GPU slots.
 
     :param connector: an :class:`SSHConnector` (or give ``host``, an ssh alias or
         ``user@host:port``).
     :param workdir: the remote workspace (absolute, or ``~/...``).
-    :param cpus: CPU slots on the host; a job takes ``resources.cpus``.
-    :param gpus: GPU slots; a job with ``resources.gpus = k`` gets ``k`` of them as its
+    :param cpu_slots: CPU slots on the host; a job takes ``resources.cpus`` of them.
+    :param gpu_slots: GPU slots; a job with ``resources.gpus = k`` gets ``k`` of them as its
         ``CUDA_VISIBLE_DEVICES``, leased on the host (never shared with another client).
+    :param gpu_type: the host's GPU model (``"a100"``): a job asking another is refused.
     :param python: the remote interpreter, which must have corral installed.
     :param setup: shell lines run before the job (``source venv/bin/activate``, ...).
     :param slots_dir: the remote directory of the slot lock files (absolute; default: the
@@ -57,8 +58,9 @@ class SSHLauncher(AgentLauncher):
         *,
         host: str | None = None,
         workdir: str,
-        cpus: int = 1,
-        gpus: int = 0,
+        cpu_slots: int = 1,
+        gpu_slots: int = 0,
+        gpu_type: str | None = None,
         python: str = "python3",
         setup: Sequence[str] = (),
         slots_dir: str | None = None,
@@ -83,7 +85,9 @@ class SSHLauncher(AgentLauncher):
         self.ssh = connector
         self.workdir = workdir
         self.host = Host(connector, python=python, setup=setup, workdir=workdir)
-        self.slots = SlotBudget(f"ssh launcher on {connector.destination}", cpus, gpus)
+        self.slots = SlotBudget(
+            f"ssh launcher on {connector.destination}", cpu_slots, gpu_slots, gpu_type=gpu_type
+        )
         self.slots_dir = slots_dir
         self.cancel_grace = float(cancel_grace)
 
@@ -134,7 +138,11 @@ class SSHLauncher(AgentLauncher):
 
     def check(self, job: Job) -> None:
         """Refuse jobs asking more slots than the host has."""
-        self.slots.check(job.name, job.resources.cpus, job.resources.gpus)
+        self.slots.check(job.name, job.resources)
+
+    def capacities(self) -> dict[str, float | frozenset[str]]:
+        """The machine's slots, and its GPU model when one is given."""
+        return self.slots.offer()
 
     def capacity(self, jobs: Sequence[Job]) -> int | None:
         """How many of the ready ``jobs`` fit in the free slots, in order."""

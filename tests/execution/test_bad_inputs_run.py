@@ -42,7 +42,7 @@ class Huge(Task):
 
 
 def launcher(tmp_path: Path) -> LocalLauncher:
-    return LocalLauncher(cpus=2, slots_dir=tmp_path / "slots")
+    return LocalLauncher(cpu_slots=2, slots_dir=tmp_path / "slots")
 
 
 def test_output_that_is_not_utf8_never_breaks_a_report(tmp_path, workspace, monkeypatch):

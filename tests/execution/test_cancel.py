@@ -28,7 +28,7 @@ def wait_for(path: Path, timeout: float = 30.0) -> str:
 
 def test_cancel_kills_a_child_that_ignores_sigterm(tmp_path):
     workspace = Workspace(tmp_path / "ws")
-    launcher = LocalLauncher(cpus=1, slots_dir=tmp_path / "slots", cancel_grace=1.0)
+    launcher = LocalLauncher(cpu_slots=1, slots_dir=tmp_path / "slots", cancel_grace=1.0)
     job = make_job(SpawnAndSleep(token="local"), launcher, workspace)
     launcher.start([job], workspace)
     child = int(wait_for(job.directory / "child.pid"))
@@ -47,7 +47,7 @@ def test_cancel_does_not_wait_for_a_group_that_ends_on_sigterm(tmp_path):
     from corral.testing.tasks import Sleep
 
     workspace = Workspace(tmp_path / "ws")
-    launcher = LocalLauncher(cpus=1, slots_dir=tmp_path / "slots", cancel_grace=30.0)
+    launcher = LocalLauncher(cpu_slots=1, slots_dir=tmp_path / "slots", cancel_grace=30.0)
     job = make_job(Sleep(seconds=60, token="quick-cancel"), launcher, workspace)
     launcher.start([job], workspace)
     deadline = time.monotonic() + 30

@@ -24,7 +24,7 @@ def corral(*args: str, input: str | None = None) -> Result:
 
 
 def launcher(tmp_path: Path) -> LocalLauncher:
-    return LocalLauncher(cpus=4, slots_dir=tmp_path / "slots", cancel_grace=2.0)
+    return LocalLauncher(cpu_slots=4, slots_dir=tmp_path / "slots", cancel_grace=2.0)
 
 
 def wait_until(predicate, timeout: float = 30.0) -> None:

@@ -32,7 +32,7 @@ def corral(*args: str, input: str | None = None, env: dict | None = None) -> Res
 
 
 def launcher(tmp_path: Path) -> LocalLauncher:
-    return LocalLauncher(cpus=4, slots_dir=tmp_path / "slots", cancel_grace=2.0)
+    return LocalLauncher(cpu_slots=4, slots_dir=tmp_path / "slots", cancel_grace=2.0)
 
 
 def wait_until(predicate, timeout: float = 30.0) -> None:
@@ -206,7 +206,7 @@ class HookedEcho(Echo):
 
 if __name__ == "__main__":
     ws, slots, log = sys.argv[1:]
-    with experiment(ws, "planned", launcher=LocalLauncher(cpus=2, slots_dir=slots)):
+    with experiment(ws, "planned", launcher=LocalLauncher(cpu_slots=2, slots_dir=slots)):
         first = Record(name="first", log=log)
         first.submit()
         After(before=first, log=log).submit()

@@ -148,4 +148,14 @@ def test_jobs_kill_and_xp_wait_go_through_the_plugin_launcher(tmp_path, monkeypa
                                  "--interval", "0.2", "--no-live"])
     assert waited.exit_code == 1, waited.output  # it ended, failed: the plugin's poll said so
     assert "failed (killed)" in waited.output
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    def gone() -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        return stat[stat.rindex(")") + 2] in "ZX"
+
+    deadline = time.monotonic() + 10
+    while not gone():  # the job wrote its marker, then exits
+        assert time.monotonic() < deadline, f"pid {pid} still runs after the kill"
+        time.sleep(0.1)

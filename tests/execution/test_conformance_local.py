@@ -11,4 +11,4 @@ from corral.testing import LauncherConformance
 class TestLocalLauncher(LauncherConformance):
     @pytest.fixture
     def launcher_factory(self):
-        return lambda: LocalLauncher(cpus=2)
+        return lambda: LocalLauncher(cpu_slots=2)

@@ -21,7 +21,7 @@ def workspace(tmp_path, monkeypatch):
     (ws / "corral.toml").write_text(textwrap.dedent("""
         [hosts.box]
         launcher = "local"
-        cpus = 1
+        cpu_slots = 1
     """))
     return ws
 
@@ -34,7 +34,7 @@ def test_an_experiment_uses_a_host_by_name(workspace, tmp_path):
     launchers = {id(j.launcher) for j in xp.jobs.values()}
     assert len(launchers) == 1  # one host, one launcher (one slot budget)
     (launcher,) = {j.launcher for j in xp.jobs.values()}
-    assert isinstance(launcher, LocalLauncher) and launcher.cpus == 1
+    assert isinstance(launcher, LocalLauncher) and launcher.cpu_slots == 1
     assert sorted(r["name"] for r in read_log(log)) == ["a", "b"]
     assert isinstance(corral.launcher("box", workspace=workspace), LocalLauncher)
 
@@ -51,7 +51,7 @@ def test_an_unknown_name_lists_hosts_and_launcher_types(workspace):
 def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
     log = tmp_path / "log"
     with pytest.raises(corral.JobFailedError):
-        with experiment(tmp_path / "ws", "progress", launcher=LocalLauncher(cpus=2),
+        with experiment(tmp_path / "ws", "progress", launcher=LocalLauncher(cpu_slots=2),
                         progress=True):
             Record(name="ok", log=log).submit()
             Fail(how="raise", log=log).submit()

@@ -62,7 +62,7 @@ def test_same_identity_twice_is_one_job(workspace, log):
 
 
 def test_slots_are_never_exceeded(workspace, log):
-    with experiment(workspace, "slots", launcher=LocalLauncher(cpus=2)):
+    with experiment(workspace, "slots", launcher=LocalLauncher(cpu_slots=2)):
         for i in range(6):
             Record(name=f"s{i}", sleep=0.4, log=log).submit()
     records = read_log(log)
@@ -71,7 +71,7 @@ def test_slots_are_never_exceeded(workspace, log):
 
 
 def test_gpu_slots_set_distinct_cuda_devices(workspace, log):
-    with experiment(workspace, "gpus", launcher=LocalLauncher(cpus=4, gpus=2)):
+    with experiment(workspace, "gpus", launcher=LocalLauncher(cpu_slots=4, gpu_slots=2)):
         for i in range(4):
             GpuRecord(name=f"g{i}", sleep=0.4, log=log).submit()
     records = read_log(log)
@@ -84,7 +84,7 @@ def test_gpu_slots_set_distinct_cuda_devices(workspace, log):
 
 def test_job_asking_more_than_the_launcher_has_is_refused(workspace, log):
     with pytest.raises(ConfigError, match="asks cpus=1, gpus=1; the local launcher has"):
-        with experiment(workspace, "nogpu", launcher=LocalLauncher(cpus=1)):
+        with experiment(workspace, "nogpu", launcher=LocalLauncher(cpu_slots=1)):
             GpuRecord(name="g", log=log).submit()
 
 
@@ -214,14 +214,14 @@ def test_launcher_by_registered_name_and_bad_names(workspace, log):
 
     with experiment(workspace, "named", launcher="local") as xp:
         assert isinstance(xp.default_launcher, LocalLauncher)
-        Record(name="n", log=log).submit(launcher="local", cpus=1)
+        Record(name="n", log=log).submit(launcher="local", cpu_slots=1)
     with pytest.raises(ConfigError, match="unknown host 'nope'; declared hosts: .*; "
                                           "launcher types: local"):
         with experiment(workspace, "named", launcher="nope"):
             pass
     with pytest.raises(PluginError, match="unknown launcher 'lcoal'; known: local"):
         with experiment(workspace, "named"):
-            Record(name="n", log=log).submit(launcher="lcoal", cpus=1)
+            Record(name="n", log=log).submit(launcher="lcoal", cpu_slots=1)
     with pytest.raises(ConfigError, match="experiment name 'a/b'"):
         with experiment(workspace, "a/b"):
             pass
@@ -320,11 +320,11 @@ def test_a_live_pid_with_another_start_time_is_not_reattached(workspace, log, wh
 
 
 def test_local_launcher_default_cpu_slots_is_the_number_of_cores(monkeypatch):
-    assert LocalLauncher().cpus == (os.cpu_count() or 1)
+    assert LocalLauncher().cpu_slots == (os.cpu_count() or 1)
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     launcher = LocalLauncher()
-    assert launcher.cpus == 3 and launcher.slots.cpus == 3
-    assert LocalLauncher(cpus=5).cpus == 5
+    assert launcher.cpu_slots == 3 and launcher.slots.cpus == 3
+    assert LocalLauncher(cpu_slots=5).cpu_slots == 5
 
 
 from corral import Meta, Param, Task  # noqa: E402
@@ -377,7 +377,7 @@ def test_prepare_job_runs_after_the_class_submit_hooks(workspace):
 
 def test_a_job_whose_start_was_never_recorded_is_seen_running_not_failed(workspace, log,
                                                                          tmp_path):
-    launcher = LocalLauncher(cpus=2, slots_dir=tmp_path / "slots")
+    launcher = LocalLauncher(cpu_slots=2, slots_dir=tmp_path / "slots")
     with experiment(workspace, "orphan", launcher=launcher, wait=False) as xp:
         Record(name="orphan", sleep=1.5, log=log).submit()
     (job,) = xp.jobs.values()

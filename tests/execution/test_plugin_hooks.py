@@ -26,7 +26,7 @@ class Resourceful:
 
 def test_prepare_job_gives_a_job_a_gpu_slot_it_sees(workspace, log):
     plugins = Plugins(entry_points=False, extra=(Resourceful(),))
-    with experiment(workspace, "gpu", LocalLauncher(cpus=2, gpus=1), plugins=plugins):
+    with experiment(workspace, "gpu", LocalLauncher(cpu_slots=2, gpu_slots=1), plugins=plugins):
         Record(name="gpu", log=log).submit()
         Record(name="cpu", log=log).submit()
     cuda = {r["name"]: r["cuda"] for r in read_log(log)}
@@ -35,7 +35,7 @@ def test_prepare_job_gives_a_job_a_gpu_slot_it_sees(workspace, log):
 
 def test_prepare_job_cpus_take_slots(workspace, log):
     plugins = Plugins(entry_points=False, extra=(Resourceful(),))
-    with experiment(workspace, "wide", LocalLauncher(cpus=2), plugins=plugins):
+    with experiment(workspace, "wide", LocalLauncher(cpu_slots=2), plugins=plugins):
         for i in range(3):
             Record(name=f"wide{i}", sleep=0.3, log=log).submit()
     records = read_log(log)
@@ -46,7 +46,7 @@ def test_prepare_job_cpus_take_slots(workspace, log):
 def test_prepare_job_resources_are_checked_against_the_launcher(workspace, log):
     plugins = Plugins(entry_points=False, extra=(Resourceful(),))
     with pytest.raises(ConfigError, match="asks cpus=1, gpus=1; the local launcher has"):
-        with experiment(workspace, "nogpu", LocalLauncher(cpus=1), plugins=plugins):
+        with experiment(workspace, "nogpu", LocalLauncher(cpu_slots=1), plugins=plugins):
             Record(name="gpu", log=log).submit()
     assert read_log(log) == []
 
@@ -76,17 +76,17 @@ def test_job_finished_is_called_for_a_failed_job(workspace, log):
 
 
 def test_submit_by_launcher_name_builds_that_launcher_from_the_options(workspace, log):
-    default = LocalLauncher(cpus=3)
+    default = LocalLauncher(cpu_slots=3)
     with experiment(workspace, "by-name", default) as xp:
         for i in range(3):
-            Record(name=f"one{i}", sleep=0.3, log=log).submit(launcher="local", cpus=1)
+            Record(name=f"one{i}", sleep=0.3, log=log).submit(launcher="local", cpu_slots=1)
         Echo(text="default").submit()
         launchers = {type(job.task).__name__ + getattr(job.task, "name", ""): job.launcher
                      for job in xp.jobs.values()}
     built = launchers["Recordone0"]
     assert isinstance(built, LocalLauncher)
     assert built is not default
-    assert built.cpus == 1
+    assert built.cpu_slots == 1
     assert launchers["Recordone1"] is built  # the same options give the same launcher
     assert launchers["Recordone2"] is built
     assert launchers["Echo"] is default
@@ -107,7 +107,7 @@ def test_submit_by_unknown_launcher_name_lists_the_registered_names(workspace, l
     plugins = Plugins(entry_points=False, extra=(Batch(),))
     with pytest.raises(PluginError) as e:
         with experiment(workspace, "unknown", plugins=plugins):
-            Record(name="x", log=log).submit(launcher="lcoal", cpus=1)
+            Record(name="x", log=log).submit(launcher="lcoal", cpu_slots=1)
     assert str(e.value) == "unknown launcher 'lcoal'; known: batch, local, slurm, ssh"
     assert read_log(log) == []
 
@@ -116,5 +116,5 @@ def test_unknown_launcher_option_lists_the_valid_ones(tmp_path):
     from corral import ConfigError, experiment
 
     with experiment(tmp_path / "ws", "opts") as xp:
-        with pytest.raises(ConfigError, match=r"launcher 'local': unknown option 'cpu'; valid: .*cpus"):
+        with pytest.raises(ConfigError, match=r"launcher 'local': unknown option 'cpu'; valid: .*cpu_slots"):
             xp.resolve_launcher("local", cpu=1)

@@ -10,8 +10,8 @@ from tests.execution.tasks import After, GpuRecord, Record, read_log
 
 def test_a_gpu_job_goes_where_a_gpu_is_free(tmp_path):
     log = tmp_path / "log.jsonl"
-    one = LocalLauncher(cpus=4, gpus=1, slots_dir=tmp_path / "slots-one")
-    two = LocalLauncher(cpus=4, gpus=2, slots_dir=tmp_path / "slots-two")
+    one = LocalLauncher(cpu_slots=4, gpu_slots=1, slots_dir=tmp_path / "slots-one")
+    two = LocalLauncher(cpu_slots=4, gpu_slots=2, slots_dir=tmp_path / "slots-two")
     with experiment(tmp_path / "ws", "pool", launcher=LauncherPool([one, two])) as xp:
         for i in range(3):
             GpuRecord(name=f"g{i}", sleep=0.5, log=log).submit()
@@ -35,8 +35,8 @@ def test_a_gpu_job_goes_where_a_gpu_is_free(tmp_path):
 
 def test_without_dependencies_a_job_keeps_the_first_choice_when_it_is_best(tmp_path):
     log = tmp_path / "log.jsonl"
-    one = LocalLauncher(cpus=2, slots_dir=tmp_path / "slots-one")
-    two = LocalLauncher(cpus=2, slots_dir=tmp_path / "slots-two")
+    one = LocalLauncher(cpu_slots=2, slots_dir=tmp_path / "slots-one")
+    two = LocalLauncher(cpu_slots=2, slots_dir=tmp_path / "slots-two")
     with experiment(tmp_path / "ws", "spread", launcher=LauncherPool([one, two])) as xp:
         for i in range(4):
             Record(name=f"r{i}", log=log).submit()
@@ -45,8 +45,8 @@ def test_without_dependencies_a_job_keeps_the_first_choice_when_it_is_best(tmp_p
 
 
 def test_a_gpu_job_goes_to_the_member_with_gpus_even_if_picked_first_elsewhere(tmp_path):
-    no_gpu = LocalLauncher(cpus=4, gpus=0, slots_dir=tmp_path / "slots-a")
-    with_gpu = LocalLauncher(cpus=1, gpus=1, slots_dir=tmp_path / "slots-b")
+    no_gpu = LocalLauncher(cpu_slots=4, gpu_slots=0, slots_dir=tmp_path / "slots-a")
+    with_gpu = LocalLauncher(cpu_slots=1, gpu_slots=1, slots_dir=tmp_path / "slots-b")
     log = tmp_path / "log"
     with experiment(tmp_path / "ws", "pool-gpu", launcher=LauncherPool([no_gpu, with_gpu])) as xp:
         GpuRecord(name="g", log=log).submit()  # first pick: most free CPUs, no GPU there

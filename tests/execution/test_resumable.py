@@ -30,7 +30,7 @@ class LimitedSteps(Steps):
 def test_a_task_that_resumes_later_runs_again_from_its_checkpoint(tmp_path):
     log = tmp_path / "log"
     task = Steps(steps=5, stop_after=2, log=str(log))
-    with experiment(tmp_path / "ws", "resume", launcher=LocalLauncher(cpus=1)) as xp:
+    with experiment(tmp_path / "ws", "resume", launcher=LocalLauncher(cpu_slots=1)) as xp:
         task.submit()
     (job,) = xp.jobs.values()
     attempts = [json.loads(line) for line in log.read_text().splitlines()]
@@ -44,7 +44,7 @@ def test_a_task_that_resumes_later_runs_again_from_its_checkpoint(tmp_path):
 def test_retries_are_bounded(tmp_path):
     log = tmp_path / "log"
     with pytest.raises(JobFailedError) as e:
-        with experiment(tmp_path / "ws", "bounded", launcher=LocalLauncher(cpus=1)):
+        with experiment(tmp_path / "ws", "bounded", launcher=LocalLauncher(cpu_slots=1)):
             Steps(steps=100, stop_after=1, log=str(log)).submit()
     (failure,) = e.value.failures
     assert failure.reason == "timeout"
@@ -53,7 +53,7 @@ def test_retries_are_bounded(tmp_path):
 
 def test_remaining_time_counts_down_from_the_jobs_limit(tmp_path):
     log = tmp_path / "log"
-    with experiment(tmp_path / "ws", "remaining", launcher=LocalLauncher(cpus=1)):
+    with experiment(tmp_path / "ws", "remaining", launcher=LocalLauncher(cpu_slots=1)):
         LimitedSteps(steps=1, log=str(log)).submit()
         Steps(steps=1, log=str(log) + "2").submit()
     (limited,) = [json.loads(line) for line in log.read_text().splitlines()]

@@ -35,7 +35,7 @@ class UsesToken(Task):
 def test_a_secret_reaches_the_job_and_nothing_else(tmp_path):
     out = tmp_path / "seen.json"
     task = UsesToken(out=str(out))
-    with experiment(tmp_path / "ws", "secret", launcher=LocalLauncher(cpus=1)) as xp:
+    with experiment(tmp_path / "ws", "secret", launcher=LocalLauncher(cpu_slots=1)) as xp:
         task.submit()
     assert json.loads(out.read_text()) == {"token": VALUE, "plain": "visible"}
     job_dir = task.__taskdir__
@@ -72,12 +72,12 @@ def test_a_secret_is_masked_in_dry_run_and_jobs_show(tmp_path, capsys):
     import corral.cli.jobs  # noqa: F401  (registers the command)
     from corral.cli import cli
 
-    with experiment(tmp_path / "dry", "secret", launcher=LocalLauncher(cpus=1), dry_run=True):
+    with experiment(tmp_path / "dry", "secret", launcher=LocalLauncher(cpu_slots=1), dry_run=True):
         UsesToken(out=str(tmp_path / "never.json")).submit()
     printed = capsys.readouterr().out
     assert "TOKEN" in printed and "s3cr3t" not in printed
     task = UsesToken(out=str(tmp_path / "seen.json"))
-    with experiment(tmp_path / "ws", "secret", launcher=LocalLauncher(cpus=1)):
+    with experiment(tmp_path / "ws", "secret", launcher=LocalLauncher(cpu_slots=1)):
         task.submit()
     shown = CliRunner().invoke(cli, ["jobs", "show", "-w", str(tmp_path / "ws"),
                                      task.__taskdir__.name[:12]])

@@ -201,7 +201,7 @@ def test_cache_computes_once_across_two_processes(workspace, log, tmp_path):
     barrier.mkdir()
     calls = tmp_path / "calls.log"
     terms = Terms(source="robust04", counter=str(log))
-    with experiment(workspace, "cache", launcher=LocalLauncher(cpus=2)):
+    with experiment(workspace, "cache", launcher=LocalLauncher(cpu_slots=2)):
         tasks = [
             UseTerms(terms=terms, worker=i, barrier=str(barrier), log=str(calls))
             for i in range(2)

@@ -29,13 +29,13 @@ def shared_slots(monkeypatch):
 
 def test_default_slot_directory_is_machine_wide(monkeypatch):
     monkeypatch.delenv(slots.ENV, raising=False)
-    launcher = LocalLauncher(cpus=2, gpus=1)
+    launcher = LocalLauncher(cpu_slots=2, gpu_slots=1)
     env = launcher.slots.environ(launcher.slots_dir, 1, 1)
     assert env == {"CORRAL_CPU_SLOTS": "cpu:2:1", "CORRAL_GPU_SLOTS": "gpu:1:1"}
     assert slots.parse(env["CORRAL_GPU_SLOTS"]) == (Path("/tmp/corral-slots/gpu"), 1, 1)
     monkeypatch.setenv(slots.ENV, "/elsewhere")
     assert slots.parse(env["CORRAL_CPU_SLOTS"]) == (Path("/elsewhere/cpu"), 2, 1)
-    explicit = LocalLauncher(cpus=2, slots_dir="/srv/slots/")
+    explicit = LocalLauncher(cpu_slots=2, slots_dir="/srv/slots/")
     assert explicit.slots.environ(explicit.slots_dir, 1, 0) == {
         "CORRAL_CPU_SLOTS": "/srv/slots/cpu:2:1"
     }
@@ -96,7 +96,7 @@ def test_two_launchers_with_different_workspaces_never_share_a_gpu(tmp_path, sha
     log = tmp_path / "log.jsonl"
 
     def client(tag: str) -> None:
-        launcher = LocalLauncher(cpus=4, gpus=2)
+        launcher = LocalLauncher(cpu_slots=4, gpu_slots=2)
         with experiment(tmp_path / f"ws-{tag}", "gpus", launcher=launcher):
             for i in range(3):
                 GpuRecord(name=f"{tag}{i}", sleep=0.5, log=log).submit()

@@ -131,7 +131,7 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
 
 
 def local(tmp_path: Path) -> LocalLauncher:
-    return LocalLauncher(cpus=4, slots_dir=tmp_path / "slots")
+    return LocalLauncher(cpu_slots=4, slots_dir=tmp_path / "slots")
 
 
 def params(job) -> dict:
@@ -408,7 +408,9 @@ def test_provenance_records_versions_git_snapshot_launcher_and_resources(tmp_pat
     assert record["roots"] == [{"path": str(root), "commit": commit, "dirty": False}]
     assert record["snapshot"] == params(clean)["snapshot"]["hash"]
     assert record["launcher"] == "local" and record["location"].endswith(str(workspace))
-    assert record["resources"] == {"cpus": 1, "gpus": 0, "mem": None, "time": None}
+    assert record["resources"] == {"cpus": 1, "gpus": 0, "gpu_type": None, "mem": None,
+                                   "time": None, "nodes": 1, "tasks_per_node": 1,
+                                   "torchrun": False}
     assert record["experiment"] == "prov" and abs(record["submitted"] - time.time()) < 60
     later = json.loads((dirty.directory / ".corral" / "provenance.json").read_text())
     assert later["roots"][0]["dirty"] is True and later["snapshot"] != record["snapshot"]

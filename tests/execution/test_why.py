@@ -68,7 +68,7 @@ def module(tmp_path):
 
 
 def run(workspace, tmp_path, *configs) -> None:
-    with experiment(workspace, "why", launcher=LocalLauncher(cpus=2, slots_dir=tmp_path / "s")):
+    with experiment(workspace, "why", launcher=LocalLauncher(cpu_slots=2, slots_dir=tmp_path / "s")):
         for config in configs:
             config.submit()
 

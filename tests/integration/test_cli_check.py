@@ -81,6 +81,8 @@ def test_slurm_over_ssh_passes(hosts, rig, ssh_host, slurm_cluster):
     assert lines["sbatch"][1].startswith("slurm")
     for partition in slurm_cluster.partitions:
         assert partition in lines["partitions"][1]
+    # each partition's GPUs by type, from the same sinfo
+    assert "gpu (up, max infinite, 2 node(s), 4 CPUs, gpu:a100:2 gpu:t4:2)" in lines["partitions"][1]
     assert lines["workdir"][1] == (
         "/home/corraltest/corral-check (created on first use, in writable /home/corraltest)"
     )
@@ -166,7 +168,7 @@ def test_local_host_and_quiet_mode(hosts, tmp_path):
     hosts("""
         [hosts.here]
         launcher = "local"
-        cpus = 2
+        cpu_slots = 2
     """)
     code, lines, output = check("here", "--workspace", str(tmp_path))
     assert code == 0, output

@@ -39,7 +39,7 @@ def corral(*args: str) -> Result:
 
 def test_ls_and_log_follow_over_ssh(ssh_host, rig, workdir, tmp_path):
     ws = tmp_path / "ws"
-    launcher = launcher_for(ssh_host, rig, workdir, cpus=2)
+    launcher = launcher_for(ssh_host, rig, workdir, cpu_slots=2)
     with experiment(ws, "remote", launcher=launcher, wait=False) as xp:
         Talk(lines=8).submit()
     (job,) = xp.jobs.values()
@@ -65,7 +65,7 @@ def test_ls_and_log_follow_over_ssh(ssh_host, rig, workdir, tmp_path):
 def test_kill_and_clean_over_ssh(ssh_host, rig, workdir, tmp_path):
     ws = tmp_path / "ws"
     log = f"{workdir}-log.jsonl"
-    launcher = launcher_for(ssh_host, rig, workdir, cpus=2, cancel_grace=2.0)
+    launcher = launcher_for(ssh_host, rig, workdir, cpu_slots=2, cancel_grace=2.0)
     with experiment(ws, "doomed", launcher=launcher, wait=False) as xp:
         Record(name="forever", sleep=120, log=log).submit()
         Fail(how="raise", log=log).submit()

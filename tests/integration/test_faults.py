@@ -60,7 +60,7 @@ def mounted(target: Path, *options: str) -> Iterator[Path]:
 def test_a_full_workspace_is_a_clear_error_and_leaves_no_half_written_file(tmp_path):
     with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=256k", "tmpfs") as small:
         with pytest.raises(CorralError) as e:
-            with experiment(small / "ws", "full", launcher=LocalLauncher(cpus=2),
+            with experiment(small / "ws", "full", launcher=LocalLauncher(cpu_slots=2),
                             progress=False):
                 for i in range(300):
                     Record(name="x" * 3000 + str(i), log=tmp_path / "log").submit()
@@ -79,7 +79,7 @@ def test_a_read_only_workspace_is_refused_at_once(tmp_path):
     with mounted(source, "--bind", str(source)):
         subprocess.run(["mount", "-o", "remount,ro,bind", str(source)], check=True)
         with pytest.raises(ConfigError) as e:
-            with experiment(source, "ro", launcher=LocalLauncher(cpus=1)):
+            with experiment(source, "ro", launcher=LocalLauncher(cpu_slots=1)):
                 pass
     assert str(e.value).startswith(f"workspace {source} is not writable")
     assert "Read-only file system" in str(e.value)

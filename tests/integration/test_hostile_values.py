@@ -35,7 +35,7 @@ def test_hostile_values_reach_the_job_exactly(kind, tmp_path, request):
     if kind.startswith("slurm"):
         request.getfixturevalue("slurm_cluster")
     launchers = {
-        "local": lambda: LocalLauncher(cpus=1),
+        "local": lambda: LocalLauncher(cpu_slots=1),
         "ssh": lambda: SSHLauncher(connector, workdir=workdir, python=rig.python),
         "slurm": lambda: SlurmLauncher(time="5"),
         "slurm-ssh": lambda: SlurmLauncher(connector, workdir=workdir, python=rig.python,

@@ -35,10 +35,10 @@ from tests.execution.tasks import Record
 
 args = json.loads(sys.argv[1])
 if args["launcher"] == "local":
-    launcher = LocalLauncher(cpus=4)
+    launcher = LocalLauncher(cpu_slots=4)
 elif args["launcher"] == "ssh":
     launcher = SSHLauncher(SSHConnector(args["alias"], config_file=args["config"]),
-                           workdir=args["workdir"], python=args["python"], cpus=4)
+                           workdir=args["workdir"], python=args["python"], cpu_slots=4)
 elif args["launcher"] == "slurm-ssh":
     launcher = SlurmLauncher(SSHConnector(args["alias"], config_file=args["config"]),
                              workdir=args["workdir"], python=args["python"], time="5")

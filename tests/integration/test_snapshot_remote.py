@@ -97,7 +97,7 @@ def connector(host) -> SSHConnector:
 
 
 def ssh_launcher(host, rig, workdir) -> SSHLauncher:
-    return SSHLauncher(connector(host), workdir=workdir, python=rig.python, cpus=2)
+    return SSHLauncher(connector(host), workdir=workdir, python=rig.python, cpu_slots=2)
 
 
 def output(c: SSHConnector, job) -> dict:

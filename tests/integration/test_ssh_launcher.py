@@ -57,13 +57,13 @@ def launcher_for(host, rig, workdir, **options) -> SSHLauncher:
 class TestSSHLauncher(LauncherConformance):
     @pytest.fixture
     def launcher_factory(self, ssh_host, rig, workdir):
-        return lambda: launcher_for(ssh_host, rig, workdir, cpus=2)
+        return lambda: launcher_for(ssh_host, rig, workdir, cpu_slots=2)
 
 
 class TestSSHLauncherOnTheNamespaceHost(LauncherConformance):
     @pytest.fixture
     def launcher_factory(self, ssh_host2, rig, workdir):
-        return lambda: launcher_for(ssh_host2, rig, workdir, cpus=2)
+        return lambda: launcher_for(ssh_host2, rig, workdir, cpu_slots=2)
 
 
 # --- client processes that cannot see the remote workdir ---------------------------------
@@ -85,7 +85,7 @@ assert not Path(args["workdir"]).exists() or not any(Path(args["workdir"]).iterd
 
 def ssh(alias, cpus, gpus):
     return SSHLauncher(SSHConnector(alias, config_file=args["config"]),
-                       workdir=args["workdir"], python=args["python"], cpus=cpus, gpus=gpus,
+                       workdir=args["workdir"], python=args["python"], cpu_slots=cpus, gpu_slots=gpus,
                        cancel_grace=args.get("cancel_grace", 10.0))
 
 
@@ -393,7 +393,7 @@ def test_bad_workdir_and_options(ssh_host):
     with pytest.raises(ConfigError, match="workdir must be an absolute remote path"):
         SSHLauncher(c, workdir="relative/dir")
     with pytest.raises(ConfigError, match="gpus must be an int >= 0"):
-        SSHLauncher(c, workdir="/x", gpus=-1)
+        SSHLauncher(c, workdir="/x", gpu_slots=-1)
     with pytest.raises(ConfigError, match="give connector= or host=, not both"):
         SSHLauncher(c, host="h", workdir="/x")
 
@@ -413,7 +413,7 @@ def record_calls(mocker, launcher: SSHLauncher) -> list[tuple[str, dict, object]
 
 
 def test_one_round_trip_per_cycle_for_all_jobs(ssh_host, rig, workdir, tmp_path, mocker):
-    launcher = launcher_for(ssh_host, rig, workdir, cpus=8)
+    launcher = launcher_for(ssh_host, rig, workdir, cpu_slots=8)
     calls = record_calls(mocker, launcher)
     log = f"{workdir}-log.jsonl"
     with experiment(tmp_path / "ws", "batched", launcher=launcher):
@@ -448,7 +448,7 @@ def test_failing_dependents_is_one_command(ssh_host, rig, workdir, tmp_path, moc
     from corral import JobFailedError
     from tests.execution.tasks import Part, WithParts
 
-    launcher = launcher_for(ssh_host, rig, workdir, cpus=2)
+    launcher = launcher_for(ssh_host, rig, workdir, cpu_slots=2)
     calls = record_calls(mocker, launcher)
     per_file = [mocker.spy(launcher.ssh, name) for name in ("mkdir", "write_text", "run")]
     with pytest.raises(JobFailedError) as e:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+RIG_SH = REPO / "tests" / "rig" / "rig.sh"
 START_HINT = "start it with: sudo bash tests/rig/rig.sh up [--mode squeue|sacct|cgroup]"
 
 # Markers beyond pyproject's `ssh` and `slurm`: what a test needs of the rig's mode.
@@ -31,7 +32,9 @@ MODE_MARKERS = {
     "slow": "waits a minute or more, e.g. for a SLURM time limit",
 }
 # A test using one of these fixtures gets the matching marker, so `-m slurm` selects it.
-FIXTURE_MARKERS = {"ssh_host": "ssh", "ssh_host2": "ssh", "slurm_cluster": "slurm"}
+FIXTURE_MARKERS = {
+    "ssh_host": "ssh", "ssh_host2": "ssh", "slurm_cluster": "slurm", "compute_nodes": "slurm",
+}
 
 TERMINAL_STATES = frozenset(
     {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
@@ -141,6 +144,32 @@ class SlurmCluster:
         raise AssertionError(f"job {job_id} not in {sorted(wanted)} after {timeout}s: {states}")
 
 
+@dataclass(frozen=True)
+class ComputeNodes:
+    """The rig's compute nodes: a slurmd each, in its own network namespace."""
+
+    names: tuple[str, ...]
+    addrs: Mapping[str, str]
+    netns: Mapping[str, str]
+    gpus: Mapping[str, tuple[str, int]]
+    """``{node: (gpu type, count)}`` of the nodes with GPUs."""
+    cpus_each: int
+
+    def down(self, node: str) -> None:
+        """The node dies: its slurmd, slurmstepds and job processes are SIGKILLed."""
+        subprocess.run(["bash", str(RIG_SH), "node-down", node], check=True,
+                       capture_output=True, text=True, timeout=60)
+
+    def up(self, node: str) -> None:
+        """Its slurmd starts again and SLURM takes it back."""
+        subprocess.run(["bash", str(RIG_SH), "node-up", node], check=True,
+                       capture_output=True, text=True, timeout=120)
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+
+
 def parse_job_id(parsable: str) -> str:
     """``sbatch --parsable`` prints ``id`` or ``id;cluster``."""
     job_id = parsable.strip().split(";", 1)[0]
@@ -161,6 +190,7 @@ class Rig:
     host2: SSHHost | None
     netns: str | None
     slurm: SlurmCluster
+    nodes: ComputeNodes | None
     facts: Mapping[str, str]
 
     @classmethod
@@ -177,6 +207,16 @@ class Rig:
             host2 = SSHHost(host=f["CORRAL_RIG_HOST2"], port=int(f["CORRAL_RIG_HOST2_PORT"]),
                             alias=f["CORRAL_RIG_HOST2_ALIAS"], **ssh_args)
         partitions = tuple(f["CORRAL_RIG_PARTITIONS"].split(","))
+        nodes = None
+        if f.get("CORRAL_RIG_COMPUTE_NODES"):
+            nodes = ComputeNodes(
+                names=tuple(f["CORRAL_RIG_COMPUTE_NODES"].split(",")),
+                addrs=_pairs(f["CORRAL_RIG_NODE_ADDRS"]),
+                netns=_pairs(f["CORRAL_RIG_NODE_NETNS"]),
+                gpus={n: (g.split(":")[0], int(g.split(":")[1]))
+                      for n, g in _pairs(f.get("CORRAL_RIG_NODE_GPUS", "")).items()},
+                cpus_each=int(f["CORRAL_RIG_NODE_CPUS_EACH"]),
+            )
         return cls(
             dir=Path(f["CORRAL_RIG_DIR"]),
             mode=f["CORRAL_RIG_MODE"],
@@ -196,6 +236,7 @@ class Rig:
                 sacct=f["CORRAL_RIG_SACCT"] == "1",
                 cgroup=f["CORRAL_RIG_CGROUP"] == "1",
             ),
+            nodes=nodes,
             facts=f,
         )
 
@@ -268,6 +309,23 @@ def _slurm() -> Rig:
     return rig
 
 
+def _nodes() -> Rig:
+    rig = _check("slurm")
+    if rig.nodes is None:
+        raise RigUnavailable(
+            "the rig has no compute nodes (started with CORRAL_RIG_NO_NETNS=1?)",
+            "restart it with: sudo bash tests/rig/rig.sh down && sudo bash tests/rig/rig.sh up",
+        )
+    states = rig.slurm.command("sinfo", "-h", "-N", "-o", "%N %t", check=False).stdout
+    down = [line.split()[0] for line in states.splitlines()
+            if line.split()[0] in rig.nodes.names and line.split()[1].rstrip("*~#") in
+            ("down", "drain", "drng", "fail")]
+    if down:
+        raise RigUnavailable(f"compute node(s) {', '.join(down)} are down",
+                             "bring them back with: sudo bash tests/rig/rig.sh node-up NODE")
+    return rig
+
+
 def _mode(need: str) -> Rig:
     rig = _check("slurm")
     have = {"sacct": rig.slurm.sacct, "no_sacct": not rig.slurm.sacct, "cgroup": rig.slurm.cgroup}
@@ -285,6 +343,7 @@ _CHECKS = {
     "ssh": _ssh,
     "host2": _host2,
     "slurm": _slurm,
+    "nodes": _nodes,
     "sacct": lambda: _mode("sacct"),
     "no_sacct": lambda: _mode("no_sacct"),
     "cgroup": lambda: _mode("cgroup"),
@@ -334,6 +393,14 @@ def ssh_host2() -> SSHHost:
     host2 = _check("host2").host2
     assert host2 is not None
     return host2
+
+
+@pytest.fixture(scope="session")
+def compute_nodes() -> ComputeNodes:
+    """The rig's compute nodes (GPUs on n1 and n2; partitions gpu, cpu, low, lowrq, high)."""
+    nodes = _check("nodes").nodes
+    assert nodes is not None
+    return nodes
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# corral's test rig: a one-node SLURM cluster and sshd(s) on loopback, for the test suite.
+# corral's test rig: a small SLURM cluster and sshd(s) on loopback, for the test suite.
 #
 #   bash tests/rig/rig.sh up [--mode squeue|sacct|cgroup|sacct+cgroup]
 #   bash tests/rig/rig.sh down
 #   bash tests/rig/rig.sh status
 #   bash tests/rig/rig.sh check-cgroup    (exit 0 when mode cgroup can work on this machine)
 #   bash tests/rig/rig.sh restart sshd|slurmctld   (for fault tests; sshd's open sessions drop)
+#   bash tests/rig/rig.sh node-down NODE  (the node dies: SIGKILL to its slurmd and all in it)
+#   bash tests/rig/rig.sh node-up NODE    (its slurmd starts again; SLURM takes it back)
+#
+# The cluster: this machine's own node (partitions debug, short) and compute nodes n1..n4,
+# each a slurmd in its own network namespace on one bridge: n1 and n2 with GPU generic
+# resources (gpu:a100:2, gpu:t4:2; partition gpu), n3 and n4 (partition cpu), n3 also in the
+# preemptable partitions low (a preempted job is cancelled) and lowrq (it is requeued) and in
+# the partition high that preempts them. JobRequeue=0: SLURM requeues nothing by itself.
 #
 # Run as root. Everything the rig keeps lives under one directory, CORRAL_RIG_DIR (default
 # <repo>/.rig/). What a test needs is written to <rig dir>/rig.env; `down` removes that file.
@@ -39,6 +47,13 @@ CLUSTER=testcluster
 NODE_CPUS=8
 NODE_MEM=8192
 SHORT_MAXTIME=00:05:00
+COMPUTE_NODES=(n1 n2 n3 n4)
+COMPUTE_CPUS=4
+COMPUTE_MEM=4096
+declare -A NODE_GRES=([n1]=gpu:a100:2 [n2]=gpu:t4:2)
+declare -A NODE_ADDR=()
+BRIDGE=crig${RIG_ID}br
+SLURMD_TIMEOUT=10   # a node whose slurmd stops answering is down after ~2x this
 SLURM_ETC=/etc/slurm
 SLURM_CONF=$SLURM_ETC/slurm.conf
 MARK="# Written by corral's test rig (tests/rig/rig.sh)."
@@ -284,21 +299,63 @@ SchedulerParameters=batch_sched_delay=0
 ReturnToService=2
 MinJobAge=300
 KillWait=5
+SlurmdTimeout=$SLURMD_TIMEOUT
+JobRequeue=0
+GresTypes=gpu
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 MailProg=/bin/true
 StateSaveLocation=$RIG/slurm/state
-SlurmdSpoolDir=$PUB/slurmd-spool
+SlurmdSpoolDir=$PUB/slurmd-spool/%n
 SlurmctldPidFile=$RIG/slurm/slurmctld.pid
-SlurmdPidFile=$RIG/slurm/slurmd.pid
+SlurmdPidFile=$RIG/slurm/slurmd.%n.pid
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+SlurmdLogFile=$LOG/slurmd.%n.log
 $acct
 JobAcctGatherType=$gather
 JobCompType=jobcomp/filetxt
 JobCompLoc=$RIG/slurm/jobcomp.txt
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$NODE_CPUS RealMemory=$NODE_MEM State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-PartitionName=short Nodes=ALL Default=NO MaxTime=$SHORT_MAXTIME State=UP
+$(compute_node_lines)
+PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=short Nodes=$NODE Default=NO MaxTime=$SHORT_MAXTIME State=UP
+$(compute_partition_lines)
 EOF
+}
+
+compute_node_lines() {
+    ((${#NODE_ADDR[@]})) || return 0
+    local n gres
+    for n in "${COMPUTE_NODES[@]}"; do
+        gres=${NODE_GRES[$n]:-}
+        echo "NodeName=$n NodeAddr=${NODE_ADDR[$n]} NodeHostname=$n CPUs=$COMPUTE_CPUS" \
+            "RealMemory=$COMPUTE_MEM${gres:+ Gres=$gres} State=UNKNOWN"
+    done
+}
+
+compute_partition_lines() {
+    ((${#NODE_ADDR[@]})) || return 0
+    echo "PartitionName=gpu Nodes=n1,n2 Default=NO MaxTime=INFINITE State=UP"
+    echo "PartitionName=cpu Nodes=n3,n4 Default=NO MaxTime=INFINITE State=UP"
+    # low: preempted jobs are cancelled (JobRequeue=0 leaves nothing to requeue); lowrq: requeued
+    echo "PartitionName=low Nodes=n3 Default=NO MaxTime=INFINITE PriorityTier=1" \
+        "PreemptMode=CANCEL State=UP"
+    echo "PartitionName=lowrq Nodes=n3 Default=NO MaxTime=INFINITE PriorityTier=1" \
+        "PreemptMode=REQUEUE State=UP"
+    echo "PartitionName=high Nodes=n3 Default=NO MaxTime=INFINITE PriorityTier=10" \
+        "PreemptMode=OFF State=UP"
+}
+
+gpu_device() { echo "/dev/corral-rig-gpu-$RIG_ID-$1-$2"; }  # gpu_device NODE INDEX
+
+write_gres_conf() {
+    local n type count
+    echo "$MARK"
+    for n in "${!NODE_GRES[@]}"; do
+        type=$(cut -d: -f2 <<<"${NODE_GRES[$n]}")
+        count=$(cut -d: -f3 <<<"${NODE_GRES[$n]}")
+        echo "NodeName=$n Name=gpu Type=$type File=$(gpu_device "$n" "[0-$((count - 1))]")"
+    done
 }
 
 install_etc_file() {  # install_etc_file PATH MODE < content: back up a file that is not ours
@@ -316,12 +373,8 @@ restore_etc_file() {
     if [[ -e $path.corral-rig-backup && ! -e $path ]]; then mv "$path.corral-rig-backup" "$path"; fi
 }
 
-write_slurm_files() {
-    # The spool holds each job's script, which runs as the job's user: it lives in $PUB.
-    mkdir -p "$SLURM_ETC" "$RIG/slurm/state" "$PUB/slurmd-spool"
-    write_slurm_conf 127.0.0.1 | install_etc_file "$SLURM_CONF" 644
-    if has cgroup; then
-        install_etc_file "$SLURM_ETC/cgroup.conf" 644 <<EOF
+cgroup_conf() {
+    cat <<EOF
 $MARK
 CgroupPlugin=cgroup/v1
 CgroupMountpoint=/sys/fs/cgroup
@@ -329,6 +382,15 @@ ConstrainRAMSpace=yes
 ConstrainSwapSpace=no
 ConstrainCores=no
 EOF
+}
+
+write_slurm_files() {
+    # The spool holds each job's script, which runs as the job's user: it lives in $PUB.
+    mkdir -p "$SLURM_ETC" "$RIG/slurm/state" "$PUB/slurmd-spool/$NODE"
+    write_slurm_conf 127.0.0.1 | install_etc_file "$SLURM_CONF" 644
+    write_gres_conf | install_etc_file "$SLURM_ETC/gres.conf" 644
+    if has cgroup; then
+        cgroup_conf | install_etc_file "$SLURM_ETC/cgroup.conf" 644
     else
         restore_etc_file "$SLURM_ETC/cgroup.conf"
     fi
@@ -388,7 +450,132 @@ EOF
     done
 }
 
-node_ready() { sinfo -h -n "$NODE" -o %t | grep -qE '^(idle|mix|alloc)$'; }
+node_ready() { sinfo -h -n "${1:-$NODE}" -o %t | grep -qE '^(idle|mix|alloc)$'; }
+
+# ---------------------------------------------------------------------------------------------
+# Compute nodes: one network namespace each, on a bridge of this machine, each with its slurmd.
+
+node_ns() { echo "corral-rig-$RIG_ID-$1"; }
+
+pick_node_net() {  # a free /24 for the compute nodes' bridge: CORRAL_RIG_NODE_NET, else 10.201.x
+    if [[ -n ${CORRAL_RIG_NODE_NET:-} ]]; then
+        net_in_use "$CORRAL_RIG_NODE_NET" && return 1
+        echo "$CORRAL_RIG_NODE_NET"
+        return 0
+    fi
+    local i
+    for ((i = 0; i < 255; i++)); do
+        net_in_use "10.201.$i" || { echo "10.201.$i"; return 0; }
+    done
+    return 1
+}
+
+remove_compute_nodes() {  # namespaces, bridge, device files, /etc/netns copies (stale ones too)
+    local n ns p
+    for n in "${COMPUTE_NODES[@]}"; do
+        ns=$(node_ns "$n")
+        if ip netns list 2>/dev/null | grep -qw "$ns"; then
+            for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+        rm -rf "/etc/netns/$ns"
+        rm -f /dev/corral-rig-gpu-"$RIG_ID"-"$n"-*
+    done
+    ip link del "$BRIDGE" 2>/dev/null || true
+    rm -f "$RUN/node-net"
+}
+
+setup_compute_nodes() {  # the bridge, one namespace per node, its veth: before slurm.conf
+    NODE_NET=""
+    if [[ ${CORRAL_RIG_NO_NETNS:-0} == 1 ]]; then
+        log "compute nodes disabled (CORRAL_RIG_NO_NETNS=1): the cluster is this machine only"
+        return 0
+    fi
+    remove_compute_nodes
+    NODE_NET=$(pick_node_net) ||
+        die "no free /24 for the compute nodes (set CORRAL_RIG_NODE_NET to a free prefix)"
+    echo "$NODE_NET" >"$RUN/node-net"
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$NODE_NET.1/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+    local i n ns host_end node_end count k
+    for i in "${!COMPUTE_NODES[@]}"; do
+        n=${COMPUTE_NODES[$i]}
+        ns=$(node_ns "$n")
+        host_end=crig${RIG_ID}v$i
+        node_end=crig${RIG_ID}w$i
+        ip netns add "$ns"
+        ip link add "$host_end" type veth peer name "$node_end"
+        ip link set "$node_end" netns "$ns"
+        ip link set "$host_end" master "$BRIDGE"
+        ip link set "$host_end" up
+        NODE_ADDR[$n]=$NODE_NET.$((11 + i))
+        ip -n "$ns" addr add "${NODE_ADDR[$n]}/24" dev "$node_end"
+        ip -n "$ns" link set "$node_end" up
+        ip -n "$ns" link set lo up
+        if [[ -n ${NODE_GRES[$n]:-} ]]; then  # the "GPUs": device files SLURM hands out
+            count=$(cut -d: -f3 <<<"${NODE_GRES[$n]}")
+            for ((k = 0; k < count; k++)); do
+                mknod -m 666 "$(gpu_device "$n" "$k")" c 1 3
+            done
+        fi
+    done
+}
+
+cgroup_remount() {
+    # `ip netns exec` mounts a fresh /sys, hiding /sys/fs/cgroup, without which slurmd will
+    # not start: mount this machine's cgroup hierarchies again (same hierarchies, same jobs).
+    if [[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]]; then
+        echo "mount -t cgroup2 cgroup2 /sys/fs/cgroup"
+        return 0
+    fi
+    echo "mount -t tmpfs -o mode=755 cgroup_root /sys/fs/cgroup"
+    local dev mnt type opts keep o
+    while read -r dev mnt type opts _; do
+        [[ $dev == cgroup || $dev == cgroup2 ]] || continue
+        if [[ $type == cgroup2 ]]; then
+            echo "mkdir -p $mnt && mount -t cgroup2 cgroup2 $mnt"
+            continue
+        fi
+        keep=""
+        IFS=, read -ra o <<<"$opts"
+        for opt in "${o[@]}"; do
+            case $opt in
+                rw | ro | relatime | noatime | nosuid | nodev | noexec | clone_children | xattr | \
+                    seclabel | nsdelegate) ;;
+                *) keep=${keep:+$keep,}$opt ;;
+            esac
+        done
+        echo "mkdir -p $mnt && mount -t cgroup -o $keep cgroup $mnt"
+    done < <(grep -E '^cgroup2? /sys/fs/cgroup/' /proc/mounts)
+}
+
+launch_node() {  # launch_node NODE: its slurmd, inside its namespace
+    local n=$1 ns
+    ns=$(node_ns "$n")
+    launch "slurmd-$n" /usr/sbin/slurmd ip netns exec "$ns" bash -c \
+        "$(cgroup_remount | paste -sd ';'); exec /usr/sbin/slurmd -D -N $n -f $SLURM_CONF"
+}
+
+all_nodes_ready() {
+    local n
+    for n in "${COMPUTE_NODES[@]}"; do node_ready "$n" || return 1; done
+}
+
+start_compute_nodes() {
+    [[ -n $NODE_NET ]] || return 0
+    local n ns
+    for n in "${COMPUTE_NODES[@]}"; do
+        ns=$(node_ns "$n")
+        mkdir -p "/etc/netns/$ns/slurm" "$PUB/slurmd-spool/$n"
+        # `ip netns exec` bind-mounts /etc/netns/<ns>/slurm over /etc/slurm
+        write_slurm_conf "$NODE_NET.1" >"/etc/netns/$ns/slurm/slurm.conf"
+        write_gres_conf >"/etc/netns/$ns/slurm/gres.conf"
+        if has cgroup; then cgroup_conf >"/etc/netns/$ns/slurm/cgroup.conf"; fi
+        launch_node "$n"
+    done
+    wait_for 60 "the compute nodes (${COMPUTE_NODES[*]} idle)" all_nodes_ready
+}
 
 start_slurm() {
     launch slurmctld /usr/sbin/slurmctld /usr/sbin/slurmctld -D -i -f "$SLURM_CONF"
@@ -559,6 +746,20 @@ setup_python() {
     PY_EDITABLE=$editable
 }
 
+node_facts() {  # node_facts name|addr|ns|gres: comma-separated, NODE=value for all but name
+    [[ -n ${NODE_NET:-} ]] || return 0
+    local n out=()
+    for n in "${COMPUTE_NODES[@]}"; do
+        case $1 in
+            name) out+=("$n") ;;
+            addr) out+=("$n=${NODE_ADDR[$n]}") ;;
+            ns) out+=("$n=$(node_ns "$n")") ;;
+            gres) [[ -n ${NODE_GRES[$n]:-} ]] && out+=("$n=${NODE_GRES[$n]#gpu:}") ;;
+        esac
+    done
+    (IFS=,; echo "${out[*]}")
+}
+
 write_env_file() {
     local tmp=$ENV_FILE.tmp sacct=0 cgroup=0
     has sacct && sacct=1
@@ -585,8 +786,13 @@ SLURM_CONF=$SLURM_CONF
 CORRAL_RIG_CLUSTER=$CLUSTER
 CORRAL_RIG_NODE=$NODE
 CORRAL_RIG_NODE_CPUS=$NODE_CPUS
-CORRAL_RIG_PARTITIONS=debug,short
+CORRAL_RIG_PARTITIONS=debug,short${NODE_NET:+,gpu,cpu,low,lowrq,high}
 CORRAL_RIG_DEFAULT_PARTITION=debug
+CORRAL_RIG_COMPUTE_NODES=$(node_facts name)
+CORRAL_RIG_NODE_ADDRS=$(node_facts addr)
+CORRAL_RIG_NODE_NETNS=$(node_facts ns)
+CORRAL_RIG_NODE_GPUS=$(node_facts gres)
+CORRAL_RIG_NODE_CPUS_EACH=$COMPUTE_CPUS
 CORRAL_RIG_SHORT_MAXTIME=$SHORT_MAXTIME
 CORRAL_RIG_MUNGE_SOCKET=$MUNGE_SOCK
 CORRAL_RIG_PYTHON=$PYTHON
@@ -639,6 +845,7 @@ cmd_up() {
     ensure_hostname
     ensure_user
     start_munge
+    setup_compute_nodes
     write_slurm_files
     if has sacct; then
         start_mariadb
@@ -647,6 +854,7 @@ cmd_up() {
         restore_etc_file "$SLURM_ETC/slurmdbd.conf"
     fi
     start_slurm
+    start_compute_nodes
     setup_ssh_keys
     start_sshd
     start_host2
@@ -692,6 +900,7 @@ cmd_down() {
     rm -f "$ENV_FILE"
     cancel_jobs
     local n
+    for n in "${COMPUTE_NODES[@]}"; do stop "slurmd-$n"; done
     for n in sshd2 sshd slurmd slurmctld slurmdbd mariadb munged; do stop "$n"; done
     # Anything recorded that the list above does not name (should not happen).
     for n in $(components); do stop "$n"; done
@@ -712,7 +921,8 @@ cmd_down() {
         remove_host2 "$(<"$RUN/netns")"
         rm -f "$RUN/netns"
     fi
-    for n in slurm.conf cgroup.conf slurmdbd.conf; do restore_etc_file "$SLURM_ETC/$n"; done
+    remove_compute_nodes
+    for n in slurm.conf gres.conf cgroup.conf slurmdbd.conf; do restore_etc_file "$SLURM_ETC/$n"; done
     log "down"
 }
 
@@ -746,6 +956,29 @@ cmd_restart() {  # restart sshd|slurmctld: stop one daemon and start it again, s
     log "restarted ${TARGET}"
 }
 
+cmd_node() {  # node-down NODE | node-up NODE
+    need_root "node-$1"
+    [[ -f $ENV_FILE ]] || die "the rig is not up"
+    local action=$1 n=${TARGET:-} ns p
+    [[ " ${COMPUTE_NODES[*]} " == *" $n "* ]] || die "node-$action what? one of: ${COMPUTE_NODES[*]}"
+    [[ -f $RUN/node-net ]] || die "the rig has no compute nodes"
+    ns=$(node_ns "$n")
+    case $action in
+        down)
+            # As a machine dies: its slurmd, its slurmstepds and the jobs' processes at once.
+            for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+            rm -f "$RUN/slurmd-$n.pid"
+            log "node $n is down (SLURM notices within ~$((2 * SLURMD_TIMEOUT)) s)"
+            ;;
+        up)
+            setup_dirs
+            alive "slurmd-$n" || launch_node "$n"
+            wait_for 60 "node $n back" node_ready "$n"
+            log "node $n is up"
+            ;;
+    esac
+}
+
 leftovers() {  # what of ours runs or exists without being recorded (after a crash, a kill)
     local p spool uid
     spool=$(cat "$RUN/public-dir" 2>/dev/null || echo "$RIG")/slurmd-spool
@@ -760,6 +993,11 @@ leftovers() {  # what of ours runs or exists without being recorded (after a cra
     fi
     ip netns list 2>/dev/null | grep -qw "$NS" && echo "network namespace $NS"
     ip link show "$VETH_HOST" >/dev/null 2>&1 && echo "network link $VETH_HOST"
+    local n
+    for n in "${COMPUTE_NODES[@]}"; do
+        ip netns list 2>/dev/null | grep -qw "$(node_ns "$n")" && echo "network namespace $(node_ns "$n")"
+    done
+    ip link show "$BRIDGE" >/dev/null 2>&1 && echo "network bridge $BRIDGE"
     return 0
 }
 
@@ -799,7 +1037,10 @@ main() {
     shift
     MODE=""
     TARGET=""
-    if [[ $cmd == restart && $# -ge 1 ]]; then TARGET=$1; shift; fi
+    if [[ ($cmd == restart || $cmd == node-down || $cmd == node-up) && $# -ge 1 ]]; then
+        TARGET=$1
+        shift
+    fi
     while (($#)); do
         case $1 in
             --mode) [[ $# -ge 2 ]] || usage; MODE=$(parse_mode "$2"); shift 2 ;;
@@ -818,6 +1059,8 @@ main() {
         down) cmd_down ;;
         status) cmd_status ;;
         restart) cmd_restart ;;
+        node-down) cmd_node down ;;
+        node-up) cmd_node up ;;
         check-cgroup) need_root check-cgroup; check_cgroup_support; log "cgroup mode can work here" ;;
         *) usage ;;
     esac

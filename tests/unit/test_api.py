@@ -32,6 +32,7 @@ EXPECTED = {
     "explain",
     "field",
     "find_launcher",
+    "fitting",
     "hookimpl",
     "identifier",
     "launcher",

@@ -26,7 +26,7 @@ def scripts(out: str) -> list[str]:
 def test_remote_launchers_are_planned_without_connecting(tmp_path, capsys):
     ssh = SSHLauncher(host="bob@nohost.invalid:2200", workdir="/scratch/ws",
                       python="/opt/py/bin/python3", setup=["source /opt/venv/bin/activate"],
-                      cpus=4, gpus=2)
+                      cpu_slots=4, gpu_slots=2)
     slurm = SlurmLauncher(SSHConnector("alice@cluster.invalid"), workdir="/scratch/alice",
                           partition="gpu", time="1:00:00")
     with experiment(tmp_path / "ws", "dry", launcher=ssh, dry_run=True) as xp:
@@ -57,7 +57,7 @@ def test_remote_launchers_are_planned_without_connecting(tmp_path, capsys):
 
 def test_dry_run_from_the_environment(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CORRAL_DRY_RUN", "1")
-    launcher = LocalLauncher(cpus=2, slots_dir=tmp_path / "slots")
+    launcher = LocalLauncher(cpu_slots=2, slots_dir=tmp_path / "slots")
     with experiment(tmp_path / "ws", "env", launcher=launcher) as xp:
         Record(name="r", log=str(tmp_path / "log")).submit()
     (job,) = xp.planned

@@ -11,29 +11,23 @@ from click.testing import CliRunner
 import corral.cli.find  # noqa: F401  (registers `corral find`)
 from corral import ConfigError
 from corral.app.choose import find_launcher
-from corral.app.finder import (
-    SYNTAX,
-    find_host,
-    match_hosts,
-    parse_duration,
-    parse_query,
-    parse_size,
-)
+from corral.app.finder import SYNTAX, find_host, match_hosts, parse_query
 from corral.cli import cli
+from corral.core.units import parse_duration, parse_size
 from corral.launchers.local import LocalLauncher
 from corral.launchers.ssh import SSHLauncher
 
 HOSTS = """
     [hosts.laptop]
     launcher = "local"
-    cpus = 8
+    cpu_slots = 8
 
     [hosts.gpubox]                 # an SSH box with 4 GPUs of 24 GB
     launcher = "ssh"
     ssh = "alice@gpubox"
     workdir = "~/corral"
-    cpus = 32
-    gpus = 4
+    cpu_slots = 32
+    gpu_slots = 4
     capacity = { gpu_mem = "24G", mem = "256G", time = "unlimited" }
 
     [hosts.cluster]
@@ -117,8 +111,8 @@ def test_the_issue_query_parses():
         ("gpus>=1 &", f"launcher query 'gpus>=1 &': cannot read ''; {SYNTAX}"),
         ("gpus>=1 and cpus=2", f"launcher query 'gpus>=1 and cpus=2': cannot read "
                                f"'gpus>=1 and cpus=2'; {SYNTAX}"),
-        ("vram>=24G", "launcher query 'vram>=24G': unknown key 'vram'; valid: cpus, gpus, mem, "
-                      "gpu_mem, time"),
+        ("vram>=24G", "launcher query 'vram>=24G': unknown key 'vram'; valid: cpus, gpus, "
+                      "gpu_type, mem, gpu_mem, time, nodes"),
         ("gpu_mem>=24X", "launcher query 'gpu_mem>=24X': gpu_mem '24X': expected a size like "
                          "512M, 24G or 1.5T (K, M, G, T; a bare number is megabytes)"),
         ("cpus>=1.5", "launcher query 'cpus>=1.5': cpus '1.5': expected a whole number >= 0"),
@@ -185,7 +179,7 @@ def test_capacity_table_wins_over_the_launcher_argument(hosts_file):
     hosts_file.write_text(textwrap.dedent("""
         [hosts.small]
         launcher = "local"
-        cpus = 2
+        cpu_slots = 2
         capacity = { cpus = 16 }
     """))
     assert find_host("cpus=16") == "small"
@@ -236,7 +230,7 @@ def test_corral_find_with_a_bad_query_is_a_config_error(hosts_file):
 def test_corral_find_reads_the_workspace_file(hosts_file, tmp_path):
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    (workspace / "corral.toml").write_text("[hosts.wsbox]\nlauncher = 'local'\ncpus = 128\n")
+    (workspace / "corral.toml").write_text("[hosts.wsbox]\nlauncher = 'local'\ncpu_slots = 128\n")
     result = CliRunner().invoke(cli, ["find", "cpus>=100", "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].startswith("match  wsbox")

@@ -82,14 +82,14 @@ def test_more_specific_files_win_per_host_and_come_first(env, tmp_path):
     user_hosts(env, """
         [hosts.shared]
         launcher = "local"
-        cpus = 1
+        cpu_slots = 1
         [hosts.mine]
         launcher = "local"
     """)
     write(env / "project" / "corral.toml", """
         [hosts.shared]
         launcher = "local"
-        cpus = 2
+        cpu_slots = 2
         [hosts.proj]
         launcher = "local"
     """)
@@ -99,14 +99,14 @@ def test_more_specific_files_win_per_host_and_come_first(env, tmp_path):
         launcher = "local"
         [hosts.proj]
         launcher = "local"
-        cpus = 3
+        cpu_slots = 3
     """)
     config = load_hosts()
     assert config.names() == ["shared", "proj", "mine"]
-    assert config.get("shared").options == {"cpus": 2}  # the whole table is replaced
+    assert config.get("shared").options == {"cpu_slots": 2}  # the whole table is replaced
     config = load_hosts(workspace)
     assert config.names() == ["ws", "proj", "shared", "mine"]
-    assert config.get("proj").options == {"cpus": 3}
+    assert config.get("proj").options == {"cpu_slots": 3}
     assert [p.name for p in config.files()] == ["hosts.toml", "corral.toml", "corral.toml"]
 
 
@@ -135,7 +135,7 @@ def test_the_issue_example_builds_slurm_over_ssh_and_an_ssh_box(env, plugins):
         launcher = "ssh"
         ssh = "gpubox"
         workdir = "~/corral"
-        gpus = 4
+        gpu_slots = 4
     """)
     config = load_hosts()
     cluster = config.build("cluster", plugins)
@@ -175,12 +175,12 @@ def test_local_host_expands_the_local_user(env, plugins, monkeypatch):
     user_hosts(env, """
         [hosts.here]
         launcher = "local"
-        cpus = 3
+        cpu_slots = 3
         slots_dir = "/tmp/{user}-slots"
     """)
     built = load_hosts().build("here", plugins)
     assert isinstance(built, LocalLauncher)
-    assert built.cpus == 3
+    assert built.cpu_slots == 3
     assert built.slots_dir == "/tmp/dave-slots"
 
 
@@ -241,10 +241,10 @@ def test_plugin_launchers_are_configured_the_same_way(env):
 
 
 def test_launcher_function_and_resolve_host(env):
-    user_hosts(env, "[hosts.here]\nlauncher = 'local'\ncpus = 2\n")
+    user_hosts(env, "[hosts.here]\nlauncher = 'local'\ncpu_slots = 2\n")
     built = launcher("here")
     assert isinstance(built, LocalLauncher)
-    assert built.cpus == 2
+    assert built.cpu_slots == 2
     assert isinstance(launcher("local"), LocalLauncher)  # a type no host shadows
     plugins = Plugins(entry_points=False)
     assert resolve_host("nothere", plugins) is None
@@ -287,7 +287,7 @@ def test_bad_key_names_file_line_and_valid_keys(env):
         gpu = 2
     """) == (
         "F:6: host 'h': unknown key 'gpu' for launcher 'ssh'; valid: cancel_grace, capacity, "
-        "cpus, gpus, host, launcher, python, setup, slots_dir, ssh, workdir"
+        "cpu_slots, gpu_slots, gpu_type, host, launcher, python, setup, slots_dir, ssh, workdir"
     )
 
 
@@ -310,7 +310,8 @@ def test_bad_capacity_key(env):
         [hosts.h.capacity]
         gpus = 1
         vram = "24G"
-    """) == "F:5: host 'h': unknown capacity 'vram'; valid: cpus, gpus, mem, gpu_mem, time"
+    """) == ("F:5: host 'h': unknown capacity 'vram'; valid: cpus, gpus, gpu_type, mem, gpu_mem, "
+             "time, nodes")
 
 
 def test_host_named_like_a_launcher_type(env):
@@ -347,7 +348,7 @@ def test_host_named_like_a_launcher_type(env):
          "F:3: host 'h': ssh must be an ssh alias, 'user@host:port', or a table"),
         ("[hosts.h]\nlauncher = 'local'\ncapacity = 4\n",
          "F:3: host 'h': capacity must be a table ([hosts.h.capacity])"),
-        ("[hosts.h]\nlauncher = 'local'\ncpus = 'many'\n", "F:1: host 'h': "),
+        ("[hosts.h]\nlauncher = 'local'\ncpu_slots = 'many'\n", "F:1: host 'h': "),
         ("[hosts]\nh = 3\n", "F:2: host 'h' must be a table ([hosts.h]), got int"),
         ("hosts = 3\n", "F:1: 'hosts' must hold [hosts.NAME] tables"),
         ('[hosts."bad name"]\nlauncher = "local"\n', "F:1: host name 'bad name': letters, digits"),

@@ -39,10 +39,22 @@ def test_sbatch_options_defaults_and_validation():
     assert sbatch_options(Resources(), SlurmOptions()) == ["--cpus-per-task=1"]
     with pytest.raises(ConfigError, match="unknown SLURM option 'partitoin'; valid: account, "):
         SlurmOptions.make(partitoin="x")
-    with pytest.raises(ConfigError, match="time '2h': expected minutes, 'HH:MM:SS'"):
-        sbatch_options(Resources(time="2h"), SlurmOptions())
-    with pytest.raises(ConfigError, match="mem '4 GB': expected e.g. '4G'"):
-        sbatch_options(Resources(mem="4 GB"), SlurmOptions())
+    # corral's durations and sizes become SLURM's; SLURM's own pass unchanged
+    assert sbatch_options(Resources(time="2h", mem="4 GB"), SlurmOptions())[1:] == [
+        "--mem=4096", "--time=120"]
+    assert sbatch_options(Resources(time="1-12:00:00", mem="500M"), SlurmOptions())[1:] == [
+        "--mem=500M", "--time=1-12:00:00"]
+    assert sbatch_options(Resources(time="90s"), SlurmOptions())[1:] == ["--time=0-00:01:30"]
+    with pytest.raises(ConfigError, match="resource time 'soon': expected a duration"):
+        Resources(time="soon")
+    # a GPU model, several nodes and tasks
+    assert sbatch_options(
+        Resources(gpus=2, gpu_type="a100", nodes=2, tasks_per_node=4), SlurmOptions()
+    ) == ["--cpus-per-task=1", "--gres=gpu:a100:2", "--nodes=2", "--ntasks-per-node=4"]
+    assert sbatch_options(Resources(nodes=2, tasks_per_node=4, torchrun=True), SlurmOptions()) == [
+        "--cpus-per-task=1", "--nodes=2", "--ntasks-per-node=1"]  # one torchrun per node
+    with pytest.raises(ConfigError, match="gpu_type 'a100' asks for a GPU model, but gpus=0"):
+        sbatch_options(Resources(gpu_type="a100"), SlurmOptions())
     with pytest.raises(ConfigError, match="extra option '-x'"):
         SlurmOptions.make(extra={"-x": "1"})
     from corral.host.slurm_text import header

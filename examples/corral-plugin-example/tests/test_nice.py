@@ -15,7 +15,7 @@ from corral.testing import LauncherConformance
 class TestNiceLauncher(LauncherConformance):
     @pytest.fixture
     def launcher_factory(self):
-        return lambda: NiceLauncher(niceness=5, cpus=2)
+        return lambda: NiceLauncher(niceness=5, cpu_slots=2)
 
 
 class Niceness(Task):
