@@ -147,8 +147,11 @@ def _stop_requested(signum: int, frame: FrameType | None) -> None:
 
 
 def attempt(run: Callable[[], None]) -> tuple[Failure | None, int]:
-    """Run ``run``; the failure it ended with (None: done) and the exit code to give."""
+    """Run ``run``, SIGTERM/SIGINT/SIGHUP ending it as ``killed``; the failure it ended with
+    (None: done) and the exit code to give."""
     try:
+        for signum in CAUGHT_SIGNALS:  # inside the try: a signal from now on is caught here
+            signal.signal(signum, _on_signal)
         run()
     except _Killed as exc:
         name = signal.Signals(exc.signum).name
@@ -183,8 +186,6 @@ def rank_main(job_dir: Path, params: str) -> int:
     from corral.host import ranks
 
     rank = ranks.enter(job_dir)
-    for signum in CAUGHT_SIGNALS:
-        signal.signal(signum, _on_signal)
     failure, code = attempt(lambda: execute(_read_params(job_dir, params), job_dir, rank=rank))
     for signum in CAUGHT_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
@@ -215,11 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     # reader never sees a shorter record mixed with a longer one from an earlier run.
     holder = json.dumps(procs.handle_for(os.getpid())).encode()
     os.pwrite(lock_fd, holder.ljust(max(len(holder), HOLDER_SIZE)), 0)
-    for signum in CAUGHT_SIGNALS:
-        signal.signal(signum, _on_signal)
-    started = time.time()
     from corral.host import ranks
 
+    started = time.time()
     if ranks.distributed():
 
         def run() -> None:

@@ -120,3 +120,30 @@ class Sleepy(Task):
         print(f"{self.name} starts on {node()}", flush=True)
         time.sleep(self.sleep)
         append_log(self.log, name=self.name, event="end", node=node(), time=time.time())
+
+
+class TorchAllReduce(Task):
+    """``torch.distributed`` over gloo, from the environment torchrun gave the process: an
+    all-reduce of each rank's number, written to ``torch.rank<N>`` (JSON)."""
+
+    seed: Param[int]
+
+    def execute(self) -> None:
+        import torch
+        import torch.distributed as dist
+
+        # gloo advertises the address of the machine's name, the same on every namespace:
+        # use the node's own interface instead
+        os.environ["GLOO_SOCKET_IFNAME"] = next(
+            i for i in sorted(os.listdir("/sys/class/net")) if i != "lo"
+        )
+        dist.init_process_group("gloo")
+        rank = self.__rank__
+        value = torch.tensor([float(self.seed * 100 + dist.get_rank())])
+        dist.all_reduce(value)
+        Path(f"torch.rank{dist.get_rank()}").write_text(json.dumps({
+            "rank": dist.get_rank(), "world": dist.get_world_size(), "total": value.item(),
+            "corral_rank": rank.rank, "local_rank": rank.local_rank, "node": node(),
+            "node_rank": rank.node_rank, "torchrun": bool(os.environ.get("TORCHELASTIC_RUN_ID")),
+        }))
+        dist.destroy_process_group()

@@ -17,7 +17,13 @@ from corral import JobFailedError, experiment
 from corral.core.job import FailureReason, JobState
 from corral.launchers.slurm import SlurmLauncher
 from tests.execution.tasks import read_log
-from tests.integration.cluster_tasks import AllReduce, Checkpointed, GpuInfo, Sleepy
+from tests.integration.cluster_tasks import (
+    AllReduce,
+    Checkpointed,
+    GpuInfo,
+    Sleepy,
+    TorchAllReduce,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -170,6 +176,7 @@ def test_a_preempted_task_runs_again_from_scratch_until_its_budget_is_spent(
     assert failure.reason == "preempted"
 
 
+@pytest.mark.slow  # SLURM takes ~25 s to call a silent node dead
 def test_a_job_whose_node_dies_is_retried_once_on_another_node(
     compute_nodes, slurm_cluster, tmp_path
 ):
@@ -272,3 +279,21 @@ ssh = {{ host = "{ssh_host.alias}", config_file = "{ssh_host.ssh_config}" }}
         with experiment(tmp_path / "ws", "nofit", launcher=launcher):
             GpuInfo(name="h100", log=log).submit(gpus=1, gpu_type="h100")
     Path(workdir)  # the box's workdir is removed with the rig's test user's files
+
+
+@pytest.mark.slow
+def test_torchrun_mode_starts_one_torchrun_per_node_and_torch_distributed_works(
+    compute_nodes, torch_python, tmp_path
+):
+    cluster = SlurmLauncher(partition="cpu", time="5", python=str(torch_python))
+    task = TorchAllReduce(seed=3)
+    with experiment(tmp_path / "ws", "torchrun", launcher=cluster) as xp:
+        task.submit(nodes=2, tasks_per_node=2, torchrun=True)
+    (job,) = xp.jobs.values()
+    assert "--ntasks-per-node=1" in cluster.job_options(job)  # one torchrun per node
+    results = [json.loads((task.__taskdir__ / f"torch.rank{r}").read_text()) for r in range(4)]
+    assert [r["total"] for r in results] == [float(sum(300 + r for r in range(4)))] * 4
+    assert all(r["torchrun"] and r["world"] == 4 for r in results)
+    assert [r["corral_rank"] for r in results] == [0, 1, 2, 3]
+    assert sorted(r["node_rank"] for r in results) == [0, 0, 1, 1]
+    assert len({r["node"] for r in results}) == 2

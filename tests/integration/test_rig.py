@@ -66,9 +66,37 @@ def squeue_field(slurm: SlurmCluster, job_id: str, fmt: str) -> str:
 
 
 def test_partitions(slurm_cluster: SlurmCluster) -> None:
-    out = slurm_cluster.command("sinfo", "-h", "-o", "%P|%l|%a").stdout.split()
-    limits = dict(line.split("|")[:2] for line in out)
-    assert limits == {"debug*": "infinite", "short": "5:00"}  # short: MaxTime=00:05:00
+    out = slurm_cluster.command("sinfo", "-h", "-o", "%P|%l|%a|%N").stdout.split()
+    limits = {line.split("|")[0]: (line.split("|")[1], line.split("|")[3]) for line in out}
+    node = slurm_cluster.node
+    assert limits == {  # short: MaxTime=00:05:00
+        "debug*": ("infinite", node), "short": ("5:00", node), "gpu": ("infinite", "n[1-2]"),
+        "cpu": ("infinite", "n[3-4]"), "low": ("infinite", "n3"), "lowrq": ("infinite", "n3"),
+        "high": ("infinite", "n3"),
+    }
+
+
+def test_each_compute_node_is_a_slurmd_in_its_own_namespace(compute_nodes, rig) -> None:
+    import os
+
+    here = os.readlink("/proc/self/ns/net")
+    seen = set()
+    for node in compute_nodes.names:
+        pid = int((rig.dir / "run" / f"slurmd-{node}.pid").read_text())
+        assert Path(f"/proc/{pid}/exe").resolve() == Path("/usr/sbin/slurmd").resolve()
+        netns = os.readlink(f"/proc/{pid}/ns/net")
+        assert netns != here and netns not in seen
+        seen.add(netns)
+        show = rig.slurm.command("scontrol", "show", "node", node, "-o").stdout
+        assert f"NodeAddr={compute_nodes.addrs[node]} " in show
+        if node in compute_nodes.gpus:
+            kind, count = compute_nodes.gpus[node]
+            assert f"Gres=gpu:{kind}:{count}" in show
+        # %n keeps each node's spool and log apart
+        assert (Path(rig.facts["CORRAL_RIG_PUBLIC_DIR"]) / "slurmd-spool" / node).is_dir()
+        assert (rig.dir / "log" / f"slurmd.{node}.log").is_file()
+    config = rig.slurm.command("scontrol", "show", "config").stdout
+    assert "preempt/partition_prio" in config and "GresTypes               = gpu" in config
 
 
 def test_sbatch_job_completes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:

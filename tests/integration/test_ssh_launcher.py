@@ -392,7 +392,7 @@ def test_bad_workdir_and_options(ssh_host):
     c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
     with pytest.raises(ConfigError, match="workdir must be an absolute remote path"):
         SSHLauncher(c, workdir="relative/dir")
-    with pytest.raises(ConfigError, match="gpus must be an int >= 0"):
+    with pytest.raises(ConfigError, match="gpu_slots must be an int >= 0"):
         SSHLauncher(c, workdir="/x", gpu_slots=-1)
     with pytest.raises(ConfigError, match="give connector= or host=, not both"):
         SSHLauncher(c, host="h", workdir="/x")
