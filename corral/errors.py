@@ -9,6 +9,7 @@ so the original stays available as ``__cause__``::
     ├── PluginError            plugin import failure, duplicate name, unknown launcher
     ├── ConnectorError         a connector could not do what was asked
     │   ├── AuthenticationError    the remote side refused our credentials
+    │   │   └── LoginNeeded            a login must be answered (a prompt) and nobody can
     │   └── HostKeyError           unknown or changed host key
     ├── SubmissionError        a launcher could not submit (argv, exit code, stderr tail)
     └── JobFailedError         one or more jobs of an experiment failed
@@ -38,6 +39,18 @@ class ConnectorError(CorralError):
 
 class AuthenticationError(ConnectorError):
     """The remote host refused our credentials."""
+
+
+class LoginNeeded(AuthenticationError):
+    """The host asks something (a second factor, a password, a passphrase) that only a
+    person at a terminal can answer, and there is none, or no shared connection to use.
+
+    :param alias: the host, as the user names it (``corral ssh open ALIAS`` opens it).
+    """
+
+    def __init__(self, message: str, *, alias: str) -> None:
+        super().__init__(message)
+        self.alias = alias
 
 
 class HostKeyError(ConnectorError):

@@ -458,3 +458,25 @@ def resolve_host(
     if name not in config:
         return None
     return config.build(name, plugins)
+
+
+def ssh_connector(
+    name: str, plugins: PluginManager, workspace: str | os.PathLike[str] | None = None
+) -> Connector:
+    """The SSH connector of ``name``: a declared host's ``ssh`` key; else that of the first
+    declared host reached through the ssh alias ``name`` (so that the alias a message names
+    finds the hosts file's settings, such as its ssh config file); else an SSH connector to
+    that ssh alias (or ``user@host:port``) as ``~/.ssh/config`` says."""
+    config = load_hosts(workspace)
+    if name in config:
+        spec = config.get(name)
+        if spec.ssh is None:
+            raise ConfigError(f"{spec.where()}: host {name!r} is not reached over SSH (no 'ssh')")
+        return _connector(spec, plugins)
+    for spec in config:
+        alias = spec.ssh if isinstance(spec.ssh, str) else (spec.ssh or {}).get("host")
+        if alias == name:
+            return _connector(spec, plugins)
+    factory: Any = plugins.connectors.get("ssh")
+    connector: Connector = factory(name)
+    return connector

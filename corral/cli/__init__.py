@@ -91,5 +91,6 @@ from corral.cli import find as _find  # noqa: E402, F401
 from corral.cli import gc as _gc  # noqa: E402, F401
 from corral.cli import jobs as _jobs  # noqa: E402, F401
 from corral.cli import plugins as _plugins  # noqa: E402, F401
+from corral.cli import ssh as _ssh  # noqa: E402, F401
 from corral.cli import why as _why  # noqa: E402, F401
 from corral.cli import xp as _xp  # noqa: E402, F401

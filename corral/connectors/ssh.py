@@ -1,11 +1,17 @@
-"""``SSHConnector``: a shell and a filesystem on another host, over one shared SSH transport.
+"""``SSHConnector``: a shell and a filesystem on another host, over one shared SSH connection.
 
-Connectors pointing at the same destination share one transport (see
-:mod:`corral.connectors.ssh_transport`). Host keys are verified against known_hosts; an
-unknown key is refused unless ``host_key_policy="accept-new"``. After a dropped connection the
-next operation reconnects with bounded backoff. A file operation that finds the connection
-dropped under it reconnects and runs once more when it is idempotent; a command in flight, or
-a non-idempotent file operation (``put``), raises ConnectorError.
+Every corral process of the user reaches a destination through one connection: its holder
+(:mod:`corral.connectors.ssh_share`), which logged in once — a key, the agent, a passphrase,
+a password, a second factor, asked at the terminal of the process that started it — and
+stays ``persist`` seconds after its last client (``persist=0``: each process connects on its
+own, :mod:`corral.connectors.ssh_transport`). Where the ssh config asks for OpenSSH's own
+``ControlMaster``, its master is used instead (:mod:`corral.connectors.ssh_control`). Host
+keys are verified against known_hosts; an unknown key is refused unless
+``host_key_policy="accept-new"``. After a dropped connection the next operation reconnects
+with bounded backoff, without asking anyone (:class:`~corral.errors.LoginNeeded` when that
+needs a person). A file operation that finds the connection dropped under it reconnects and
+runs once more when it is idempotent; a command in flight, or a non-idempotent file
+operation (``mkdir`` of a directory that must not exist), raises ConnectorError.
 """
 
 from __future__ import annotations
@@ -13,18 +19,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import select
 import shlex
 import stat
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from corral.connectors.base import Connector, PathLike, Result, check_env_name, not_utf8
-from corral.connectors.ssh_config import HOST_KEY_POLICIES, resolve
+from corral.connectors.ssh_config import HOST_KEY_POLICIES, Destination, resolve
 from corral.errors import ConfigError, ConnectorError
 from corral.plugins.markers import hookimpl
 from corral.plugins.registry import Registry
@@ -37,25 +41,34 @@ T = TypeVar("T")
 CHUNK = 65536
 
 
-def _protocol_errors() -> tuple[type[BaseException], ...]:
-    import paramiko
-
-    return (EOFError, paramiko.SSHException)
-
-
 def _link_errors() -> tuple[type[BaseException], ...]:
-    return (OSError, *_protocol_errors())
+    from corral.connectors.ssh_transport import LINK_ERRORS
+
+    return LINK_ERRORS
 
 
-class _ConnectionLost(ConnectorError):
-    """The connection dropped while a command ran: its outcome is unknown."""
+def link_for(dest: Destination, policy: str, timeout: float, persist: float | None) -> Any:
+    """The connection a connector of ``dest`` uses: OpenSSH's master where the ssh config
+    asks for one, else the shared holder's, else (``persist`` 0) this process's own."""
+    from corral.connectors import ssh_share
+    from corral.connectors.ssh_transport import _link_for
+
+    if dest.control_path and dest.control_master in ("yes", "auto", "ask", "autoask"):
+        from corral.connectors.ssh_control import ControlLink
+
+        return ControlLink(dest, timeout)
+    seconds = ssh_share.persist_seconds(dest, persist)
+    if seconds <= 0:
+        return _link_for(dest, policy, timeout)
+    return ssh_share.shared_link(dest, policy, timeout, seconds)
 
 
 def close_all() -> None:
-    """Close every pooled SSH connection of this process."""
-    transport = sys.modules.get("corral.connectors.ssh_transport")
-    if transport is not None:
-        transport.close_all()
+    """Close every SSH connection of this process (shared ones stay for other processes)."""
+    for name in ("corral.connectors.ssh_transport", "corral.connectors.ssh_share"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.close_all()
 
 
 def remote_command(
@@ -94,7 +107,10 @@ class SSHConnector(Connector):
         always refused.
     :param login_shell: run commands under ``bash -lc`` (for ``module``, conda, ``sbatch``
         set up by the profile).
-    :param timeout: seconds to connect and authenticate.
+    :param timeout: seconds to connect and authenticate (prompts aside).
+    :param persist: seconds the shared connection stays after its last corral process
+        (default: ``$CORRAL_SSH_PERSIST``, else the ssh config's ``ControlPersist``, else 600);
+        0: no sharing, this process connects (and logs in) on its own.
     """
 
     name = "ssh"
@@ -111,6 +127,7 @@ class SSHConnector(Connector):
         host_key_policy: str = "reject",
         login_shell: bool = False,
         timeout: float = 15.0,
+        persist: float | None = None,
     ) -> None:
         if host_key_policy not in HOST_KEY_POLICIES:
             raise ConfigError(
@@ -126,20 +143,34 @@ class SSHConnector(Connector):
         )
         self.host = host
         self.login_shell = login_shell
-        from corral.connectors.ssh_transport import _link_for
-
-        self._link = _link_for(self.destination, host_key_policy, timeout)
+        self._link = link_for(self.destination, host_key_policy, timeout, persist)
 
     @property
     def connections(self) -> int:
-        """How many times the shared transport of this destination was (re)connected."""
-        return self._link.connects
+        """How many times the connection of this destination was (re)connected."""
+        return int(self._link.connects)
 
     @property
     def operations(self) -> int:
         """Commands and SFTP operations sent to this destination by this process so far
         (each about one network round trip)."""
-        return self._link.operations
+        return int(self._link.operations)
+
+    @property
+    def sharing(self) -> str:
+        """How this connection is shared: ``"shared"`` (corral's holder, for every corral
+        process of the user), ``"openssh"`` (OpenSSH's ControlMaster) or ``"own"``
+        (this process's alone, ``persist=0``)."""
+        return str(self._link.kind)
+
+    def open_shared(self) -> bool:
+        """Connect now, asking at this terminal what the login needs, so that later corral
+        processes reuse the connection; whether this call logged in (False: it was open)."""
+        return bool(self._link.open())
+
+    def close_shared(self) -> bool:
+        """Close the shared connection for every corral process; whether one was open."""
+        return bool(self._link.shut())
 
     def describe(self) -> dict[str, str | None]:
         """The destination, and the alias and ssh config it was resolved from."""
@@ -178,26 +209,8 @@ class SSHConnector(Connector):
         """Run ``argv`` on the host; see :meth:`Connector.run`."""
         argv = [str(a) for a in argv]
         command = remote_command(argv, cwd=cwd, env=env, login_shell=self.login_shell)
-        channel = self._open_session()
-        try:
-            channel.exec_command(command)
-            if input is not None:
-                channel.sendall(input.encode())
-            channel.shutdown_write()
-            out, err = self._collect(channel, timeout, argv)
-            code = channel.recv_exit_status()
-            transport = channel.get_transport()
-            if code == -1 and (transport is None or not transport.is_active()):
-                # No exit status and no connection: the command's fate is unknown.
-                raise _ConnectionLost(
-                    f"connection to {self.destination} lost while running {argv[0]}"
-                )
-        except _link_errors() as exc:
-            raise _ConnectionLost(
-                f"connection to {self.destination} lost while running {argv[0]}: {exc}"
-            ) from exc
-        finally:
-            channel.close()
+        stdin = input.encode() if input is not None else None
+        code, out, err = self._link.execute(command, stdin, timeout, argv[0])
         result = Result(
             tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace")
         )
@@ -208,57 +221,12 @@ class SSHConnector(Connector):
 
     def _run_idempotent(self, argv: list[str]) -> None:
         """Run a command that is safe to repeat; once more if the connection dropped under it."""
+        from corral.connectors.ssh_transport import ConnectionLost
+
         try:
             self.run(argv, check=True)
-        except _ConnectionLost:
+        except ConnectionLost:
             self.run(argv, check=True)
-
-    def _open_session(self) -> paramiko.Channel:
-        for attempt in (1, 2):  # nothing was sent yet: one retry after a reconnect is safe
-            transport = self._link.transport()
-            try:
-                session = transport.open_session(timeout=self._link.timeout)
-                self._link.operations += 1
-                return session
-            except _link_errors() as exc:
-                self._link.close()
-                if attempt == 2:
-                    raise ConnectorError(
-                        f"cannot open a session on {self.destination}: {exc}"
-                    ) from exc
-        raise AssertionError("unreachable")
-
-    def _collect(
-        self, channel: paramiko.Channel, timeout: float | None, argv: list[str]
-    ) -> tuple[bytes, bytes]:
-        out, err = bytearray(), bytearray()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        transport = channel.get_transport()
-        while True:
-            while channel.recv_ready():
-                out += channel.recv(CHUNK)
-            while channel.recv_stderr_ready():
-                err += channel.recv_stderr(CHUNK)
-            if (
-                channel.exit_status_ready()
-                and not channel.recv_ready()
-                and not (channel.recv_stderr_ready())
-            ) and (channel.eof_received or channel.closed):
-                break
-            if transport is None or not transport.is_active():
-                raise _ConnectionLost(
-                    f"connection to {self.destination} lost while running {argv[0]}"
-                )
-            wait = 1.0
-            if deadline is not None:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    raise ConnectorError(
-                        f"{argv[0]} on {self.destination} timed out after {timeout} s"
-                    )
-                wait = min(wait, 1.0)
-            select.select([channel], [], [], wait)
-        return bytes(out), bytes(err)
 
     # --- files ------------------------------------------------------------------------------
 
@@ -283,7 +251,12 @@ class SSHConnector(Connector):
                 failed = f"{what} {path} on {self.destination}"
                 # An OSError without errno is either an SFTP failure status from a live server
                 # or paramiko's "Socket is closed": only the state of the session tells them apart.
-                if isinstance(exc, OSError) and not (exc.errno is None and sftp_lost(sftp)):
+                # A broken pipe or a reset is the socket's (a relayed session's) own.
+                if (
+                    isinstance(exc, OSError)
+                    and not isinstance(exc, BrokenPipeError | ConnectionResetError)
+                    and not (exc.errno is None and sftp_lost(sftp))
+                ):
                     reason = os.strerror(exc.errno) if exc.errno else str(exc)
                     raise ConnectorError(f"{failed}: {reason}") from exc
                 self._link.discard(sftp)
@@ -293,13 +266,22 @@ class SSHConnector(Connector):
         raise AssertionError("unreachable")
 
     def put(self, local: PathLike, remote: PathLike) -> None:
-        """Upload a local file (not retried after a dropped connection: it writes in place)."""
-        self._sftp(
-            "cannot upload to",
-            remote,
-            lambda s: s.put(str(local), str(remote)),
-            idempotent=False,
-        )
+        """Upload a local file: to a temporary file, then renamed (``posix-rename``) over
+        ``remote``, so that a reader never sees half of it and a dropped connection is safe
+        to retry."""
+        target = PurePosixPath(str(remote))
+        tmp = str(target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"))
+
+        def upload(s: paramiko.SFTPClient) -> None:
+            try:
+                s.put(str(local), tmp)
+                s.posix_rename(tmp, str(target))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    s.remove(tmp)
+                raise
+
+        self._sftp("cannot upload to", remote, upload)
 
     def get(self, remote: PathLike, local: PathLike) -> None:
         """Download a remote file."""
@@ -422,25 +404,14 @@ class SSHConnector(Connector):
 
     def stream(self, argv: Sequence[str]) -> Iterator[str]:
         """Run ``argv`` and yield its standard output as it arrives (closing stops it)."""
-        command = remote_command([str(a) for a in argv], login_shell=self.login_shell)
-        channel = self._open_session()
-        try:
-            channel.exec_command(command)
-            channel.shutdown_write()
-            while True:
-                if channel.recv_ready():
-                    yield channel.recv(CHUNK).decode(errors="replace")
-                    continue
-                if channel.exit_status_ready() and not channel.recv_ready():
-                    return
-                select.select([channel], [], [], 1.0)
-        except _link_errors() as exc:
-            raise ConnectorError(f"connection to {self.destination} lost: {exc}") from exc
-        finally:
-            channel.close()
+        argv = [str(a) for a in argv]
+        command = remote_command(argv, login_shell=self.login_shell)
+        for chunk in self._link.stream(command, argv[0]):
+            yield chunk.decode(errors="replace")
 
     def close(self) -> None:
-        """Close the shared connection of this destination (the next use reconnects)."""
+        """Let go of this process's use of the connection (the next use reconnects); a
+        shared connection stays for the other processes until ``corral ssh close``."""
         self._link.close()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral.errors import ConfigError
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import paramiko
 
 DEFAULT_CONFIG = Path("~/.ssh/config")
+AUTH_METHODS = ("publickey", "keyboard-interactive", "password")
+"""OpenSSH's default order of authentication methods."""
 DEFAULT_KNOWN_HOSTS = (Path("~/.ssh/known_hosts"), Path("~/.ssh/known_hosts2"))
 HOST_KEY_POLICIES = ("reject", "accept-new")
 
@@ -34,6 +36,18 @@ class Destination(NamedTuple):
     known_hosts: tuple[str, ...]
     proxy_jump: str | None
     config_file: str | None
+    auth_methods: tuple[str, ...] = AUTH_METHODS
+    """The methods to try, in order (``PreferredAuthentications``, less those the config
+    turns off: ``PubkeyAuthentication``, ``KbdInteractiveAuthentication``,
+    ``PasswordAuthentication``)."""
+    add_keys_to_agent: str = "no"
+    """``AddKeysToAgent``: ``yes``, ``confirm`` or ``ask`` add a key decrypted here."""
+    control_master: str = "no"
+    """``ControlMaster`` of the ssh config."""
+    control_path: str | None = None
+    """``ControlPath``, expanded (``%h``, ``%p``, ``%r``, ``%C``, ``~``)."""
+    control_persist: str | None = None
+    """``ControlPersist``: how long OpenSSH's master stays up after its last client."""
 
     @property
     def key(self) -> tuple[str, int, str, tuple[str, ...], str | None]:
@@ -145,6 +159,9 @@ def resolve(
     jump = entry.get("proxyjump")
     if jump is not None and jump.lower() == "none":
         jump = None
+    control_path = entry.get("controlpath")
+    if control_path is not None and control_path.lower() == "none":
+        control_path = None
     return Destination(
         alias=alias,
         hostname=hostname,
@@ -155,4 +172,24 @@ def resolve(
         known_hosts=known,
         proxy_jump=jump,
         config_file=str(config_file) if config_file is not None else config_path,
+        auth_methods=auth_methods(entry),
+        add_keys_to_agent=str(entry.get("addkeystoagent", "no")).lower(),
+        control_master=str(entry.get("controlmaster", "no")).lower(),
+        control_path=str(Path(control_path).expanduser()) if control_path else None,
+        control_persist=entry.get("controlpersist"),
     )
+
+
+def auth_methods(entry: dict[str, Any]) -> tuple[str, ...]:
+    """The authentication methods an ssh config entry allows, in its preferred order."""
+    order = [m.strip() for m in str(entry.get("preferredauthentications", "")).split(",")]
+    methods = [m for m in order if m] or list(AUTH_METHODS)
+    methods = ["keyboard-interactive" if m == "kbdinteractive" else m for m in methods]
+    off = {
+        "publickey": entry.get("pubkeyauthentication", "yes"),
+        "keyboard-interactive": entry.get(
+            "kbdinteractiveauthentication", entry.get("challengeresponseauthentication", "yes")
+        ),
+        "password": entry.get("passwordauthentication", "yes"),
+    }
+    return tuple(m for m in methods if m in AUTH_METHODS and str(off.get(m, "yes")).lower() != "no")

@@ -19,11 +19,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from corral.core.job import Failure, FailureReason, Job, JobState
 from corral.core.pointer import is_remote, write_pointer
 from corral.core.resumable import ResumableTask
+from corral.errors import LoginNeeded
 
 RESUMED_AFTER = (FailureReason.TIMEOUT, FailureReason.PREEMPTED)
 
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.05
+LOGIN_RETRY = 10.0
+"""Seconds between two tries of a host that waits for a person to log in again."""
+T = TypeVar("T")
 _ACTIVE = (JobState.SUBMITTED, JobState.RUNNING)
 
 
@@ -56,6 +61,7 @@ class Scheduler:
         self._woken: set[Launcher] = set()
         self._interval: dict[Launcher, float] = {}
         self._due: dict[Launcher, float] = {}
+        self._login: dict[Launcher, LoginNeeded | None] = {}
         self._last_add = 0.0
         self._flush = False  # the experiment waits or leaves: nothing more to gather
         self.error: BaseException | None = None
@@ -161,7 +167,9 @@ class Scheduler:
         dues = [self._due.get(launcher, 0.0) for launcher in active]
         held = {j.launcher for j in self.jobs if j.state is JobState.READY}
         held |= {j.launcher for j in self._new}
-        dues += [self._last_add + launcher.gather_delay for launcher in held]
+        waiting = {launcher for launcher, login in self._login.items() if login is not None}
+        dues += [self._due.get(launcher, 0.0) for launcher in held & waiting]
+        dues += [self._last_add + launcher.gather_delay for launcher in held - waiting]
         return max(MIN_PAUSE, min(dues, default=time.monotonic() + 1.0) - time.monotonic())
 
     def _gathering(self, launcher: Launcher, now: float) -> bool:
@@ -195,7 +203,10 @@ class Scheduler:
         for launcher, batch in _by_launcher(active).items():
             if launcher not in woken and self._due.get(launcher, 0.0) > now:
                 continue
-            statuses = launcher.poll(batch)  # first, so that finished jobs free their slots
+            # first, so that finished jobs free their slots
+            statuses = self._reach(launcher, partial(launcher.poll, batch))
+            if statuses is None:
+                continue
             moved = self._apply(statuses, only_changes=True)
             self._polled(launcher, moved)
             changed = moved or changed
@@ -205,8 +216,7 @@ class Scheduler:
             if any(d.state is JobState.FAILED for d in job.dependencies):
                 failed_deps.add(job)
             elif job.state is JobState.WAITING and all(
-                d.state is JobState.DONE
-                or (d.state in _ACTIVE and job.launcher.can_wait_for(d))
+                d.state is JobState.DONE or (d.state in _ACTIVE and job.launcher.can_wait_for(d))
                 for d in job.dependencies
             ):
                 job.state = JobState.READY
@@ -218,18 +228,48 @@ class Scheduler:
         for launcher, batch in _by_launcher(ready).items():
             if self._gathering(launcher, time.monotonic()):
                 continue
+            if self._login.get(launcher) is not None:
+                continue  # its host waits for a login: submitting would ask for one too
             room = launcher.capacity(batch)
             batch = batch if room is None else batch[:room]
             if batch:
-                self._apply(launcher.start(batch, self.workspace))
+                started = self._reach(launcher, partial(launcher.start, batch, self.workspace))
+                if started is None:
+                    continue
+                self._apply(started)
                 self._polled(launcher, changed=True)
                 changed = True
         return changed
 
+    def _reach(self, launcher: Launcher, call: Callable[[], T]) -> T | None:
+        """``call()``; None, with one line for the user, while the launcher's host waits for a
+        person to log in again (:class:`~corral.errors.LoginNeeded`): its jobs keep their
+        state, nothing is submitted, and it is asked again every :data:`LOGIN_RETRY` s."""
+        try:
+            result = call()
+        except LoginNeeded as exc:
+            if self._login.get(launcher) is None:
+                log.warning("%s", exc)
+            self._login[launcher] = exc
+            self._due[launcher] = time.monotonic() + LOGIN_RETRY
+            return None
+        if self._login.pop(launcher, None) is not None:
+            log.warning("%s: connected again; going on", launcher)
+        return result
+
     def _recover(self, new: list[Job]) -> bool:
         changed = False
+        now = time.monotonic()
         for launcher, batch in _by_launcher(new).items():
-            for job, status in launcher.recover(batch).items():
+            if self._login.get(launcher) is not None and self._due.get(launcher, 0.0) > now:
+                found = None  # its host waits for a login: asked again when due
+            else:
+                found = self._reach(launcher, partial(launcher.recover, batch))
+            if found is None:  # asked again later, with the jobs added since
+                with self._cond:
+                    self._new[:0] = batch
+                continue
+            for job, status in found.items():
                 if status is not None:
                     if status[0] is JobState.RUNNING:
                         launcher.attach(job)
@@ -304,7 +344,9 @@ def _retry(job: Job, failure: Failure) -> bool:
     job.state = JobState.READY
     job.failure = None
     log.info(
-        "%s ended (%s): submitted again, attempt %d", job.name, failure.reason.value,
+        "%s ended (%s): submitted again, attempt %d",
+        job.name,
+        failure.reason.value,
         job.retries + 1,
     )
     return True

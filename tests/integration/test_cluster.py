@@ -108,7 +108,9 @@ def preempt(slurm_cluster, when, cpus: int) -> str:
     """Once ``when()`` holds, submit a job to the high-priority partition taking ``cpus`` CPUs
     of n3: SLURM preempts what runs there in low and lowrq."""
     wait_for(when, what="the low-priority job running")
-    return slurm_cluster.sbatch("-p", "high", "-c", str(cpus), "--wrap", "sleep 2")
+    return slurm_cluster.sbatch(
+        "-p", "high", "-c", str(cpus), "--output", "/dev/null", "--wrap", "sleep 2"
+    )
 
 
 def test_a_preempted_resumable_task_checkpoints_and_finishes_from_its_checkpoint(

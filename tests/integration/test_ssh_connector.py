@@ -22,7 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def fresh_pool():
+def fresh_pool(monkeypatch):
+    # These tests look into this process's own connection (its transport, its SFTP session):
+    # sharing off. The shared connection has its tests in test_ssh_share.py.
+    monkeypatch.setenv("CORRAL_SSH_PERSIST", "0")
     close_all()
     yield
     close_all()
@@ -132,7 +135,7 @@ def test_wrong_key_is_an_authentication_error(ssh_host, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keyfile)],
                    check=True)
     c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config, key_filename=keyfile)
-    with pytest.raises(AuthenticationError, match="refused our credentials") as e:
+    with pytest.raises(AuthenticationError, match="refused the login") as e:
         c.run(["true"])
     assert isinstance(e.value.__cause__, paramiko.AuthenticationException)
 
@@ -263,16 +266,27 @@ def test_sftp_operation_that_finds_the_connection_dropped_reconnects_and_retries
     c.remove(base, recursive=True)
 
 
-def test_non_idempotent_sftp_operation_raises_when_the_connection_drops(ssh_host, tmp_path):
+def test_an_upload_the_connection_drops_under_is_sent_again_whole(ssh_host, tmp_path):
     c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
     base = c.run(["mktemp", "-d"], check=True).stdout.strip()
     local = tmp_path / "local"
-    local.write_text("data")
+    local.write_text("data" * 10000)
+    drop_under_an_sftp_operation(c, lambda: c.put(local, f"{base}/up"))
+    assert c.read_text(f"{base}/up") == "data" * 10000
+    assert c.listdir(base) == ["up"]  # no temporary file left
+    assert c.connections == 2
+    c.remove(base, recursive=True)
+
+
+def test_non_idempotent_sftp_operation_raises_when_the_connection_drops(ssh_host):
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    base = c.run(["mktemp", "-d"], check=True).stdout.strip()
     with pytest.raises(ConnectorError, match=rf"corraltest@127\.0\.0\.1:{ssh_host.port}") as e:
-        drop_under_an_sftp_operation(c, lambda: c.put(local, f"{base}/up"))
+        drop_under_an_sftp_operation(c, lambda: c.mkdir(f"{base}/d", parents=False,
+                                                        exist_ok=False))
     assert e.value.__cause__ is not None
     assert not isinstance(e.value.__cause__, ConnectorError)
-    assert not c.exists(f"{base}/up")  # not retried; the next operation reconnects
+    assert c.exists(base)  # not retried; the next operation reconnects
     assert c.connections == 2
     c.remove(base, recursive=True)
 

@@ -33,7 +33,7 @@ MODE_MARKERS = {
 }
 # A test using one of these fixtures gets the matching marker, so `-m slurm` selects it.
 FIXTURE_MARKERS = {
-    "ssh_host": "ssh", "ssh_host2": "ssh", "slurm_cluster": "slurm", "compute_nodes": "slurm",
+    "ssh_host": "ssh", "ssh_host2": "ssh", "logins": "ssh", "slurm_cluster": "slurm", "compute_nodes": "slurm",
 }
 
 TERMINAL_STATES = frozenset(
@@ -92,6 +92,50 @@ class SSHHost:
             self.ssh_argv(shlex.join(argv)), capture_output=True, text=True, timeout=timeout,
             check=True,
         )
+
+
+@dataclass(frozen=True)
+class Login:
+    """One sshd of the rig that asks a person something at login, and its own log."""
+
+    alias: str
+    port: int
+    log: Path
+
+    def accepted(self, method: str) -> int:
+        """Logins sshd itself logged as accepted with ``method`` (e.g.
+        ``"keyboard-interactive/pam"``, ``"password"``)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return text.count(f"Accepted {method} for ")
+
+
+@dataclass(frozen=True)
+class Logins:
+    """The rig's logins that need a person: a key and a TOTP code (PAM's
+    google-authenticator), a password (pam_unix), a key with a passphrase; and a second
+    local user, who must not use the first one's shared connections."""
+
+    ssh_config: Path
+    two_factor: Login
+    otp_secret: str
+    password_host: Login
+    password: str
+    passphrase_alias: str
+    passphrase_key: Path
+    passphrase: str
+    key_log: Path
+    other_user: str
+
+    def code(self) -> str:
+        """The TOTP code valid now."""
+        import pyotp
+
+        return str(pyotp.TOTP(self.otp_secret).now())
+
+    def key_logins(self) -> int:
+        """Key logins the main sshd logged (where the passphrase-protected key logs in)."""
+        text = self.key_log.read_text(errors="replace") if self.key_log.exists() else ""
+        return text.count("Accepted publickey for ")
 
 
 @dataclass(frozen=True)
@@ -191,6 +235,7 @@ class Rig:
     netns: str | None
     slurm: SlurmCluster
     nodes: ComputeNodes | None
+    logins: Logins | None
     facts: Mapping[str, str]
 
     @classmethod
@@ -217,6 +262,23 @@ class Rig:
                       for n, g in _pairs(f.get("CORRAL_RIG_NODE_GPUS", "")).items()},
                 cpus_each=int(f["CORRAL_RIG_NODE_CPUS_EACH"]),
             )
+        logins = None
+        if f.get("CORRAL_RIG_SSH_2FA_ALIAS"):
+            logins = Logins(
+                ssh_config=Path(f["CORRAL_RIG_SSH_CONFIG"]),
+                two_factor=Login(f["CORRAL_RIG_SSH_2FA_ALIAS"], int(f["CORRAL_RIG_SSH_2FA_PORT"]),
+                                 Path(f["CORRAL_RIG_SSH_2FA_LOG"])),
+                otp_secret=_secret(f["CORRAL_RIG_OTP_SECRET_FILE"]),
+                password_host=Login(f["CORRAL_RIG_SSH_PASSWORD_ALIAS"],
+                                    int(f["CORRAL_RIG_SSH_PASSWORD_PORT"]),
+                                    Path(f["CORRAL_RIG_SSH_PASSWORD_LOG"])),
+                password=_secret(f["CORRAL_RIG_PASSWORD_FILE"]),
+                passphrase_alias=f["CORRAL_RIG_SSH_PASSPHRASE_ALIAS"],
+                passphrase_key=Path(f["CORRAL_RIG_PASSPHRASE_KEY"]),
+                passphrase=_secret(f["CORRAL_RIG_PASSPHRASE_FILE"]),
+                key_log=Path(f["CORRAL_RIG_SSH_LOG"]),
+                other_user=f["CORRAL_RIG_OTHER_USER"],
+            )
         return cls(
             dir=Path(f["CORRAL_RIG_DIR"]),
             mode=f["CORRAL_RIG_MODE"],
@@ -237,6 +299,7 @@ class Rig:
                 cgroup=f["CORRAL_RIG_CGROUP"] == "1",
             ),
             nodes=nodes,
+            logins=logins,
             facts=f,
         )
 
@@ -267,6 +330,13 @@ def _load() -> Rig:
     if not path.is_file():
         raise RigUnavailable(f"the test rig is not up (no {path})")
     return Rig.from_env_file(path)
+
+
+def _secret(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""  # unreadable (not root): the checks report the rig as unusable
 
 
 def _tcp_open(host: str, port: int) -> bool:
@@ -326,6 +396,19 @@ def _nodes() -> Rig:
     return rig
 
 
+def _logins() -> Rig:
+    rig = _check("ssh")
+    if rig.logins is None:
+        raise RigUnavailable(
+            "the rig has no two-factor or password sshd (started by an older rig.sh?)",
+            "restart it with: sudo bash tests/rig/rig.sh down && sudo bash tests/rig/rig.sh up",
+        )
+    for login in (rig.logins.two_factor, rig.logins.password_host):
+        if not _tcp_open("127.0.0.1", login.port):
+            raise RigUnavailable(f"the rig's sshd {login.alias} (port {login.port}) does not answer")
+    return rig
+
+
 def _mode(need: str) -> Rig:
     rig = _check("slurm")
     have = {"sacct": rig.slurm.sacct, "no_sacct": not rig.slurm.sacct, "cgroup": rig.slurm.cgroup}
@@ -344,6 +427,7 @@ _CHECKS = {
     "host2": _host2,
     "slurm": _slurm,
     "nodes": _nodes,
+    "logins": _logins,
     "sacct": lambda: _mode("sacct"),
     "no_sacct": lambda: _mode("no_sacct"),
     "cgroup": lambda: _mode("cgroup"),
@@ -393,6 +477,14 @@ def ssh_host2() -> SSHHost:
     host2 = _check("host2").host2
     assert host2 is not None
     return host2
+
+
+@pytest.fixture(scope="session")
+def logins() -> Logins:
+    """The rig's logins that need a person (two-factor, password, passphrase)."""
+    found = _check("logins").logins
+    assert found is not None
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,10 @@
 # `up` without --mode keeps the mode of the last `up` (squeue after a `down`); `up` in another
 # mode than the running one, or with a daemon missing, restarts the rig.
 #
+# Logins as clusters ask them: an sshd demanding a key AND a TOTP code (PAM
+# pam_google_authenticator, its own PAM service), one demanding a password (pam_unix), and a
+# passphrase-protected client key; codes, password and passphrase in root-only files.
+#
 # Environment knobs: CORRAL_RIG_DIR, CORRAL_RIG_USER (default corraltest), CORRAL_RIG_SSH_PORT
 # (default: 2222, or the next free port), CORRAL_RIG_NET (the /24 between this machine and the
 # rig's network namespace, e.g. 10.200.0; default: the first free one from 10.200.0 on),
@@ -59,7 +63,8 @@ SLURM_CONF=$SLURM_ETC/slurm.conf
 MARK="# Written by corral's test rig (tests/rig/rig.sh)."
 
 BASE_PKGS=(slurmctld slurmd slurm-client munge openssh-server openssh-client iproute2
-           python3 python3-venv)
+           python3 python3-venv libpam-google-authenticator)
+OTHER_USER=${CORRAL_RIG_OTHER_USER:-corralother}   # a second local user, refused by others' sockets
 SACCT_PKGS=(slurmdbd mariadb-server slurm-wlm-mysql-plugin)
 
 RUN=$RIG/run      # pid files, the recorded mode and component list
@@ -584,8 +589,13 @@ start_slurm() {
     wait_for 30 "slurmd (node $NODE idle)" node_ready
 }
 
-write_sshd_config() {  # write_sshd_config NAME LISTEN PORT
-    local name=$1 addr=$2 port=$3 keyf=$RIG/ssh/${1}_host_ed25519_key
+write_sshd_config() {  # write_sshd_config NAME LISTEN PORT [AUTH]: AUTH key, 2fa or password
+    local name=$1 addr=$2 port=$3 auth=${4:-key} keyf=$RIG/ssh/${1}_host_ed25519_key
+    local pubkey=yes password=no kbd=no methods=publickey
+    case $auth in
+        2fa) kbd=yes methods=publickey,keyboard-interactive ;;
+        password) pubkey=no password=yes methods=password ;;
+    esac
     [[ -f $keyf ]] || ssh-keygen -q -t ed25519 -N '' -C "corral-rig-$name" -f "$keyf"
     cat >"$RIG/ssh/$name.conf" <<EOF
 $MARK
@@ -594,16 +604,18 @@ ListenAddress $addr
 HostKey $keyf
 PidFile $RIG/ssh/$name.pid
 AuthorizedKeysFile .ssh/authorized_keys
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
+PubkeyAuthentication $pubkey
+PasswordAuthentication $password
+KbdInteractiveAuthentication $kbd
+AuthenticationMethods $methods
 PermitRootLogin no
 AllowUsers $TUSER
 UsePAM yes
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
 MaxStartups 100:30:200
-MaxSessions 64
+# Debian's default: corral's shared connection must live within it
+MaxSessions 10
 EOF
 }
 
@@ -614,9 +626,18 @@ setup_ssh_keys() {
     CLIENT_KEY=$RIG/ssh/id_ed25519
     [[ -f $CLIENT_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C corral-rig-client -f "$CLIENT_KEY"
     install -d -m 700 -o "$TUSER" -g "$(id -g "$TUSER")" "$TUSER_HOME/.ssh"
-    # The test user is the rig's own: only the current rig's client key may log in.
+    # A second client key, protected by a passphrase (kept in a root-only file).
+    PASS_KEY=$RIG/ssh/id_ed25519_passphrase
+    if [[ ! -f $PASS_KEY || ! -f $RIG/ssh/passphrase ]]; then
+        rm -f "$PASS_KEY" "$PASS_KEY.pub"
+        head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$RIG/ssh/passphrase"
+        chmod 600 "$RIG/ssh/passphrase"
+        ssh-keygen -q -t ed25519 -N "$(<"$RIG/ssh/passphrase")" -C corral-rig-passphrase \
+            -f "$PASS_KEY"
+    fi
+    # The test user is the rig's own: only the current rig's client keys may log in.
     local ak=$TUSER_HOME/.ssh/authorized_keys
-    cp "$CLIENT_KEY.pub" "$ak"
+    cat "$CLIENT_KEY.pub" "$PASS_KEY.pub" >"$ak"
     chown "$TUSER:$(id -g "$TUSER")" "$ak"
     chmod 600 "$ak"
 }
@@ -629,6 +650,68 @@ start_sshd() {
     /usr/sbin/sshd -t -f "$RIG/ssh/sshd.conf" || die "sshd rejects $RIG/ssh/sshd.conf"
     launch sshd /usr/sbin/sshd /usr/sbin/sshd -D -e -f "$RIG/ssh/sshd.conf"
     wait_for 10 sshd port_open 127.0.0.1 "$SSH_PORT"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Logins with more than a key: each sshd a symlink of its own name, so that its PAM service
+# (the program's name) is the rig's, never the machine's /etc/pam.d/sshd.
+
+pam_service() { echo "corral-rig-$RIG_ID-$1"; }  # pam_service 2fa|password
+
+write_pam_files() {
+    install_etc_file "/etc/pam.d/$(pam_service 2fa)" 644 <<EOF
+$MARK
+# The second factor of the rig's two-factor sshd: a TOTP code (the key was the first).
+auth required pam_google_authenticator.so secret=$RIG/otp/\${USER} user=root
+account required pam_unix.so
+session required pam_permit.so
+EOF
+    install_etc_file "/etc/pam.d/$(pam_service password)" 644 <<EOF
+$MARK
+auth required pam_unix.so
+account required pam_unix.so
+session required pam_permit.so
+EOF
+}
+
+setup_login_secrets() {
+    # The test user's TOTP secret (RFC 6238, 30 s, 6 digits) and password, root-only.
+    mkdir -p "$RIG/otp"
+    chmod 700 "$RIG/otp"
+    if [[ ! -s $RIG/otp/$TUSER ]]; then
+        python3 -c 'import base64, os; print(base64.b32encode(os.urandom(20)).decode())' \
+            >"$RIG/otp/secret"
+        printf '%s\n" TOTP_AUTH\n' "$(<"$RIG/otp/secret")" >"$RIG/otp/$TUSER"
+    fi
+    chmod 600 "$RIG/otp/$TUSER" "$RIG/otp/secret"
+    if [[ ! -s $RIG/ssh/password ]]; then
+        head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$RIG/ssh/password"
+    fi
+    chmod 600 "$RIG/ssh/password"
+    printf '%s:%s\n' "$TUSER" "$(<"$RIG/ssh/password")" | chpasswd
+    if ! id "$OTHER_USER" >/dev/null 2>&1; then
+        log "creating user $OTHER_USER"
+        useradd -m -s /bin/bash "$OTHER_USER"
+    fi
+}
+
+start_auth_sshds() {
+    setup_login_secrets
+    write_pam_files
+    mkdir -p "$RIG/bin"
+    local kind port base
+    for kind in 2fa password; do
+        ln -sfn /usr/sbin/sshd "$RIG/bin/$(pam_service "$kind")"
+        if [[ $kind == 2fa ]]; then base=2322; else base=2422; fi
+        port=$(free_port "$base")
+        write_sshd_config "sshd-$kind" 127.0.0.1 "$port" "$kind"
+        "$RIG/bin/$(pam_service "$kind")" -t -f "$RIG/ssh/sshd-$kind.conf" ||
+            die "sshd rejects $RIG/ssh/sshd-$kind.conf"
+        launch "sshd-$kind" /usr/sbin/sshd "$RIG/bin/$(pam_service "$kind")" -D -e \
+            -f "$RIG/ssh/sshd-$kind.conf"
+        wait_for 10 "sshd-$kind" port_open 127.0.0.1 "$port"
+        if [[ $kind == 2fa ]]; then SSH_2FA_PORT=$port; else SSH_PW_PORT=$port; fi
+    done
 }
 
 net_in_use() { ip -4 -o addr show | grep -qF " $1."; }
@@ -694,6 +777,9 @@ write_client_files() {
     local kh=$RIG/ssh/known_hosts cfg=$RIG/ssh/ssh_config
     {
         echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$RIG/ssh/sshd_host_ed25519_key.pub")"
+        echo "[127.0.0.1]:$SSH_2FA_PORT $(cut -d' ' -f1,2 "$RIG/ssh/sshd-2fa_host_ed25519_key.pub")"
+        echo "[127.0.0.1]:$SSH_PW_PORT $(cut -d' ' -f1,2 \
+            "$RIG/ssh/sshd-password_host_ed25519_key.pub")"
         if [[ -n $HOST2 ]]; then
             echo "$HOST2 $(cut -d' ' -f1,2 "$RIG/ssh/sshd2_host_ed25519_key.pub")"
         fi
@@ -715,6 +801,24 @@ write_client_files() {
         echo "    UserKnownHostsFile $kh"
         echo "    StrictHostKeyChecking yes"
         echo "    BatchMode yes"
+        # logins that ask: a TOTP code after the key, a password, a key's passphrase
+        echo "Host corral-rig-2fa"
+        echo "    HostName 127.0.0.1"
+        echo "    Port $SSH_2FA_PORT"
+        echo "    IdentityFile $CLIENT_KEY"
+        echo "Host corral-rig-password"
+        echo "    HostName 127.0.0.1"
+        echo "    Port $SSH_PW_PORT"
+        echo "    PreferredAuthentications password"
+        echo "Host corral-rig-passphrase"
+        echo "    HostName 127.0.0.1"
+        echo "    Port $SSH_PORT"
+        echo "    IdentityFile $PASS_KEY"
+        echo "Host corral-rig-2fa corral-rig-password corral-rig-passphrase"
+        echo "    User $TUSER"
+        echo "    IdentitiesOnly yes"
+        echo "    UserKnownHostsFile $kh"
+        echo "    StrictHostKeyChecking yes"
     } >"$cfg"
     chmod 644 "$kh" "$cfg"
 }
@@ -778,6 +882,19 @@ CORRAL_RIG_SSH_KEY=$CLIENT_KEY
 CORRAL_RIG_KNOWN_HOSTS=$RIG/ssh/known_hosts
 CORRAL_RIG_SSH_CONFIG=$RIG/ssh/ssh_config
 CORRAL_RIG_SSH_ALIAS=corral-rig
+CORRAL_RIG_SSH_2FA_PORT=$SSH_2FA_PORT
+CORRAL_RIG_SSH_2FA_ALIAS=corral-rig-2fa
+CORRAL_RIG_SSH_2FA_LOG=$LOG/sshd-2fa.out
+CORRAL_RIG_OTP_SECRET_FILE=$RIG/otp/secret
+CORRAL_RIG_SSH_PASSWORD_PORT=$SSH_PW_PORT
+CORRAL_RIG_SSH_PASSWORD_ALIAS=corral-rig-password
+CORRAL_RIG_SSH_PASSWORD_LOG=$LOG/sshd-password.out
+CORRAL_RIG_PASSWORD_FILE=$RIG/ssh/password
+CORRAL_RIG_SSH_PASSPHRASE_ALIAS=corral-rig-passphrase
+CORRAL_RIG_PASSPHRASE_KEY=$PASS_KEY
+CORRAL_RIG_PASSPHRASE_FILE=$RIG/ssh/passphrase
+CORRAL_RIG_SSH_LOG=$LOG/sshd.out
+CORRAL_RIG_OTHER_USER=$OTHER_USER
 CORRAL_RIG_HOST2=$HOST2
 CORRAL_RIG_HOST2_PORT=${HOST2:+22}
 CORRAL_RIG_HOST2_ALIAS=${HOST2:+corral-rig2}
@@ -857,6 +974,7 @@ cmd_up() {
     start_compute_nodes
     setup_ssh_keys
     start_sshd
+    start_auth_sshds
     start_host2
     write_client_files
     setup_python
@@ -901,7 +1019,9 @@ cmd_down() {
     cancel_jobs
     local n
     for n in "${COMPUTE_NODES[@]}"; do stop "slurmd-$n"; done
-    for n in sshd2 sshd slurmd slurmctld slurmdbd mariadb munged; do stop "$n"; done
+    for n in sshd-2fa sshd-password sshd2 sshd slurmd slurmctld slurmdbd mariadb munged; do
+        stop "$n"
+    done
     # Anything recorded that the list above does not name (should not happen).
     for n in $(components); do stop "$n"; done
     : >"$RUN/components"
@@ -923,6 +1043,9 @@ cmd_down() {
     fi
     remove_compute_nodes
     for n in slurm.conf gres.conf cgroup.conf slurmdbd.conf; do restore_etc_file "$SLURM_ETC/$n"; done
+    for n in 2fa password; do restore_etc_file "/etc/pam.d/$(pam_service "$n")"; done
+    # the test user's password worked only while the rig ran
+    if id "$TUSER" >/dev/null 2>&1; then usermod -p '!' "$TUSER" 2>/dev/null || true; fi
     log "down"
 }
 

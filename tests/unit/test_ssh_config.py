@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from corral import ConfigError
+from corral import ConfigError, ConnectorError
 from corral.connectors.ssh import remote_command
-from corral.connectors.ssh_config import resolve, split_destination
+from corral.connectors.ssh_config import auth_methods, resolve, split_destination
+from corral.connectors.ssh_share import openssh_time, persist_seconds
 
 
 @pytest.mark.parametrize(
@@ -95,3 +98,73 @@ def test_remote_command_quotes_every_value():
     assert remote_command(["true"], login_shell=True) == "bash -lc true"
     with pytest.raises(ConfigError, match="invalid environment variable name"):
         remote_command(["true"], env={"A B": "x"})
+
+
+@pytest.mark.parametrize(
+    ("entry", "methods"),
+    [
+        ({}, ("publickey", "keyboard-interactive", "password")),
+        ({"preferredauthentications": "keyboard-interactive,publickey"},
+         ("keyboard-interactive", "publickey")),
+        ({"preferredauthentications": "password,kbdinteractive"},
+         ("password", "keyboard-interactive")),
+        ({"passwordauthentication": "no"}, ("publickey", "keyboard-interactive")),
+        ({"kbdinteractiveauthentication": "no", "pubkeyauthentication": "no"}, ("password",)),
+        ({"challengeresponseauthentication": "no"}, ("publickey", "password")),
+        ({"preferredauthentications": "gssapi-with-mic,publickey"}, ("publickey",)),
+    ],
+)
+def test_auth_methods_follow_the_ssh_config(entry, methods):
+    assert auth_methods(entry) == methods
+
+
+def test_control_options_are_read(tmp_path):
+    config = tmp_path / "config"
+    config.write_text(
+        "Host mastered\n    ControlMaster auto\n    ControlPath ~/.ssh/cm-%C\n"
+        "    ControlPersist 10m\n    AddKeysToAgent yes\n    IdentitiesOnly yes\n"
+    )
+    d = resolve("mastered", config_file=config)
+    assert (d.control_master, d.control_persist, d.add_keys_to_agent) == ("auto", "10m", "yes")
+    assert d.control_path is not None and d.control_path.startswith(str(Path.home()))
+    assert d.identities_only
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("600", 600), ("10m", 600), ("1h30m", 5400), ("2d", 172800), ("1w", 604800),
+     ("90s", 90), ("1.5", 1.5), ("10 m", None), ("ten", None), ("", None), ("5x", None)],
+)
+def test_openssh_times(text, seconds):
+    assert openssh_time(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("env", "persist", "expected"),
+    [(None, None, 600), (None, "10m", 600), (None, "yes", float("inf")), (None, "no", 0),
+     ("0", "10m", 0), ("30", None, 30), ("2m", "yes", 120)],
+)
+def test_how_long_a_shared_connection_stays(env, persist, expected, monkeypatch, tmp_path):
+    if env is None:
+        monkeypatch.delenv("CORRAL_SSH_PERSIST", raising=False)
+    else:
+        monkeypatch.setenv("CORRAL_SSH_PERSIST", env)
+    dest = resolve("somewhere", config_file=_empty(tmp_path))._replace(control_persist=persist)
+    assert persist_seconds(dest, None) == expected
+    assert persist_seconds(dest, 5) == 5  # the connector's own argument wins
+
+
+def test_a_bad_persist_time_names_where_it_came_from(monkeypatch, tmp_path):
+    monkeypatch.setenv("CORRAL_SSH_PERSIST", "soon")
+    dest = resolve("somewhere", config_file=_empty(tmp_path))
+    with pytest.raises(ConnectorError, match=r"\$CORRAL_SSH_PERSIST 'soon': expected seconds"):
+        persist_seconds(dest, None)
+    monkeypatch.delenv("CORRAL_SSH_PERSIST")
+    with pytest.raises(ConnectorError, match=r"^ControlPersist 'later'"):
+        persist_seconds(dest._replace(control_persist="later"), None)
+
+
+def _empty(tmp_path: Path) -> Path:
+    path = tmp_path / "empty_config"
+    path.write_text("")
+    return path
