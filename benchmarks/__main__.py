@@ -217,6 +217,12 @@ class Bench:
         ours = r["corral"]
         what = f"{s['p4']} small SSH commands, per op"
         corral = f"{ms(ours)} ({r['connections']:.0f} connection)"
+        self.note(
+            f"P4: corral per op: {ms(ours)} through the shared connection, "
+            f"{ms(r['corral_own'])} on a connection of the process alone; a later process's "
+            f"first command, the shared connection open: {ms(r['process_first'])} "
+            f"(its first login: {ms(r['first'])})"
+        )
         if "fabric_fresh" not in r:
             self.note("P4: fabric not installed, skipped")
             self.rows.append(Row("P4", what, corral, "", "", None, "≤ 5 ms/op", ours <= 0.005))

@@ -3,7 +3,10 @@
 Needs the test rig (``sudo bash tests/rig/rig.sh up``): it uses the rig's loopback sshd.
 Prints the median time per operation of each way, measured in one run:
 
-- corral: ``SSHConnector.run(["true"])`` on its one shared connection (``TCP_NODELAY``);
+- corral: ``SSHConnector.run(["true"])`` through the connection shared by the user's corral
+  processes (its holder, over a Unix socket), and, as ``corral_own``, on a connection of
+  this process alone (``persist=0``; ``TCP_NODELAY``); ``process_first`` is the first
+  command of a later process, which finds the shared connection open;
 - fabric, reusing one ``Connection`` for every command;
 - fabric, opening a fresh ``Connection`` per command (what a naive loop does).
 
@@ -49,12 +52,24 @@ def measure(ops: int = 500, fabric_ops: int = 200, connect_ops: int = 50) -> dic
 
     from corral.connectors.ssh import SSHConnector
 
-    corral = SSHConnector(alias, config_file=config)
+    from corral.connectors import ssh_share
+
+    own = SSHConnector(alias, config_file=config, persist=0)
     start = time.perf_counter()
-    corral.run(["true"], check=True)
+    own.run(["true"], check=True)
     result = {"first": time.perf_counter() - start}
+    result["corral_own"] = per_op(ops, lambda: own.run(["true"], check=True) and None)
+    own.close()
+    corral = SSHConnector(alias, config_file=config)
+    corral.run(["true"], check=True)
     result["corral"] = per_op(ops, lambda: corral.run(["true"], check=True) and None)
     result["connections"] = float(corral.connections)
+
+    def later_process() -> None:
+        ssh_share.close_all()  # what a new process has: no link yet, the holder open
+        SSHConnector(alias, config_file=config).run(["true"], check=True)
+
+    result["process_first"] = per_op(min(ops, 50), later_process)
     corral.close()
     try:
         import fabric

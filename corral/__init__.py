@@ -17,6 +17,7 @@ from corral.errors import (
     CorralError,
     HostKeyError,
     JobFailedError,
+    LoginNeeded,
     PluginError,
     SubmissionError,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "JobFailedError",
     "JobState",
     "Launcher",
+    "LoginNeeded",
     "Meta",
     "Param",
     "PluginError",

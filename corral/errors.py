@@ -46,11 +46,14 @@ class LoginNeeded(AuthenticationError):
     person at a terminal can answer, and there is none, or no shared connection to use.
 
     :param alias: the host, as the user names it (``corral ssh open ALIAS`` opens it).
+    :param dropped: a connection was there and dropped (an experiment then waits for the
+        user to open it again); else none was ever made (nothing can go on).
     """
 
-    def __init__(self, message: str, *, alias: str) -> None:
+    def __init__(self, message: str, *, alias: str, dropped: bool = False) -> None:
         super().__init__(message)
         self.alias = alias
+        self.dropped = dropped
 
 
 class HostKeyError(ConnectorError):

@@ -15,6 +15,10 @@ test rig (skipped without it, failed under ``CI=true``). The test then gives the
 its tutorial asks the reader to have: ``~/.ssh/config`` with the aliases ``mycluster`` and
 ``gpubox`` for the rig's sshd and its host key in ``~/.ssh/known_hosts`` (``ssh`` and
 ``scp`` on ``PATH`` read that config), and ``~/venv`` on the host, a Python with corral.
+``<!-- docs: needs 2fa -->`` makes ``mycluster`` the rig's sshd that asks a key and a TOTP
+code, and types the page's commands at a terminal of their own, answering each
+``Verification code:`` with the code of the moment, as the reader would. Each page has its
+own runtime directory (``XDG_RUNTIME_DIR``), whose shared SSH connections are closed after.
 ``<!-- docs: remote PATH... -->`` names what the page creates on the host: removed before
 and after.
 """
@@ -27,6 +31,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +47,9 @@ DOCS = REPO / "docs"
 TIMEOUT = 300
 ALIASES = ("mycluster", "gpubox")
 REMOTE_VENV = "venv"  # ~/venv on the host
+FIXTURES = {"ssh": "ssh_host", "slurm": "slurm_cluster", "2fa": "logins"}
+"""What a page's ``needs`` asks of the rig."""
+MARKERS = {"ssh": "ssh", "slurm": "slurm", "2fa": "ssh"}
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*?)\s*$")
 DIRECTIVE = re.compile(r"^\s*<!--\s*docs:\s*(?P<words>.*?)\s*-->\s*$")
@@ -158,7 +167,7 @@ def page_params() -> list[object]:
     for page in PAGES:
         if not page.steps:
             continue
-        marks = [getattr(pytest.mark, need) for need in sorted(page.needs)]
+        marks = [getattr(pytest.mark, MARKERS[need]) for need in sorted(page.needs)]
         params.append(pytest.param(page, marks=marks, id=str(page.path.relative_to(DOCS))))
     return params
 
@@ -192,23 +201,32 @@ def make_bin(bindir: Path, ssh_config: Path | None) -> None:
         path.chmod(0o755)
 
 
-def ssh_setup(home: Path, rig: Rig) -> Path:
-    """``~/.ssh/config`` naming the rig's sshd ``mycluster`` and ``gpubox``, its key known."""
+def ssh_setup(home: Path, rig: Rig, two_factor: bool = False) -> Path:
+    """``~/.ssh/config`` naming the rig's sshd ``mycluster`` and ``gpubox``, its key known;
+    with ``two_factor``, ``mycluster`` is the sshd that also asks a TOTP code."""
     ssh = rig.ssh
     dot = home / ".ssh"
     dot.mkdir(mode=0o700)
     known = dot / "known_hosts"
     shutil.copyfile(ssh.known_hosts, known)
     config = dot / "config"
+    common = (f"    User {ssh.user}\n    IdentityFile {ssh.key}\n    IdentitiesOnly yes\n"
+              f"    UserKnownHostsFile {known}\n")
+    if two_factor:
+        assert rig.logins is not None
+        config.write_text(
+            f"Host mycluster\n    HostName 127.0.0.1\n    Port {rig.logins.two_factor.port}\n"
+            + common
+            + f"Host gpubox\n    HostName {ssh.host}\n    Port {ssh.port}\n"
+            + common + "    BatchMode yes\n"
+        )
+        return config
     config.write_text(
         f"Host {' '.join(ALIASES)}\n"
         f"    HostName {ssh.host}\n"
         f"    Port {ssh.port}\n"
-        f"    User {ssh.user}\n"
-        f"    IdentityFile {ssh.key}\n"
-        f"    IdentitiesOnly yes\n"
-        f"    UserKnownHostsFile {known}\n"
-        f"    BatchMode yes\n"
+        + common
+        + "    BatchMode yes\n"
     )
     return config
 
@@ -236,7 +254,8 @@ def remote_venv(rig: Rig) -> None:
                 f"else echo '~/{REMOTE_VENV} exists and is not a link' >&2; exit 1; fi")
 
 
-def run_step(block: Block, cwd: Path, home: Path, env: dict[str, str], index: int) -> None:
+def run_step(block: Block, cwd: Path, home: Path, env: dict[str, str], index: int,
+             code: Callable[[], str] | None = None) -> None:
     step = kind(block)
     if step == "file":
         assert block.title is not None
@@ -250,7 +269,35 @@ def run_step(block: Block, cwd: Path, home: Path, env: dict[str, str], index: in
         check(block, ["python", script.name], cwd, env)
         return
     for command in commands(block.code):
-        check(block, ["bash", "-c", command], cwd, env, shown=command)
+        if code is not None:
+            typed(block, command, cwd, env, code)
+        else:
+            check(block, ["bash", "-c", command], cwd, env, shown=command)
+
+
+def typed(block: Block, command: str, cwd: Path, env: dict[str, str],
+          code: Callable[[], str]) -> None:
+    """``command`` typed at a terminal; each ``Verification code:`` answered with ``code()``."""
+    import pexpect
+
+    child = pexpect.spawn("bash", ["-c", command], cwd=str(cwd), env=env, encoding="utf-8",
+                          timeout=TIMEOUT)
+    seen = ""
+    while True:
+        try:
+            found = child.expect_exact(["Verification code: ", pexpect.EOF])
+        except pexpect.TIMEOUT:
+            child.close(force=True)
+            pytest.fail(f"{block.where}: {command} still running after {TIMEOUT}s")
+        seen += str(child.before)
+        if found == 1:
+            break
+        child.sendline(code())
+    child.close()
+    if child.exitstatus != 0:
+        tail = "\n".join(seen.splitlines()[-30:])
+        pytest.fail(f"{block.where}: {command} exited {child.exitstatus}:\n{tail}",
+                    pytrace=False)
 
 
 def check(block: Block, argv: list[str], cwd: Path, env: dict[str, str],
@@ -273,19 +320,28 @@ def test_page_examples_run(page: Page, tmp_path: Path, request: pytest.FixtureRe
     cwd.mkdir(mode=0o700)  # like a laptop's project: a remote host cannot read it
     rig: Rig | None = None
     ssh_config = None
+    code = None
     if page.needs:
         for need in page.needs:
-            request.getfixturevalue({"ssh": "ssh_host", "slurm": "slurm_cluster"}[need])
+            request.getfixturevalue(FIXTURES[need])
         rig = request.getfixturevalue("rig")
-        ssh_config = ssh_setup(home, rig)
+        ssh_config = ssh_setup(home, rig, two_factor="2fa" in page.needs)
+        if "2fa" in page.needs:
+            code = request.getfixturevalue("logins").code
         remote_clean(rig, page.remote)
         remote_venv(rig)
     make_bin(bindir, ssh_config)
     env = client_environ(home, bindir)
+    # a runtime directory of the page's own, as a login gives one (short: it holds sockets)
+    runtime = Path(tempfile.mkdtemp(prefix="corral-docs-", dir="/tmp"))
+    env["XDG_RUNTIME_DIR"] = str(runtime)
     try:
         for index, block in enumerate(page.steps, 1):
-            run_step(block, cwd, home, env, index)
+            run_step(block, cwd, home, env, index, code)
     finally:
+        subprocess.run(["corral", "ssh", "close", "--all"], env=env, cwd=cwd,
+                       capture_output=True, timeout=60)
+        shutil.rmtree(runtime, ignore_errors=True)
         if rig is not None:
             remote_clean(rig, page.remote)
 
@@ -296,7 +352,7 @@ def test_the_convention_finds_examples() -> None:
     assert {"getting-started.md", "concepts.md", "tutorials/slurm.md", "tutorials/ssh.md",
             "plugins.md"} <= run
     for page in PAGES:
-        assert page.needs <= {"ssh", "slurm"}, page.path
+        assert page.needs <= set(FIXTURES), page.path
         for block in page.blocks:
             assert block.directive in ("", "run", "skip"), block.where
 

@@ -45,7 +45,7 @@ from corral.core.provenance import Recorder, check_option
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
-from corral.errors import ConfigError, FailedJob, JobFailedError
+from corral.errors import ConfigError, CorralError, FailedJob, JobFailedError
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
@@ -291,6 +291,24 @@ def _failed_job(job: Job) -> FailedJob:
     )
 
 
+def one_line_errors() -> None:
+    """Make an experiment script's uncaught :class:`~corral.errors.CorralError` one line on
+    stderr, ``corral: error: …``, as the ``corral`` command prints it (the traceback with
+    ``CORRAL_DEBUG=1``); any other exception is left to the hook there was."""
+    previous = sys.excepthook
+    if getattr(previous, "corral", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, CorralError) and not os.environ.get("CORRAL_DEBUG"):
+            print(f"corral: error: {value}", file=sys.stderr, flush=True)
+        else:
+            previous(kind, value, tb)
+
+    hook.corral = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 @contextmanager
 def experiment(
     workdir: str | os.PathLike[str],
@@ -326,6 +344,7 @@ def experiment(
             "experiment() was called inside a job: guard the experiment script's code "
             "with `if __name__ == '__main__':`"
         )
+    one_line_errors()
     dry = dry_run or dry_run_from_env()
     xp = Experiment(workdir, name, launcher, plugins=plugins, dry_run=dry, snapshot=snapshot)
     try:

@@ -75,6 +75,7 @@ class NoPrompter:
         raise LoginNeeded(
             f"{self.dest} asks {asked!r} and {self.why}: {open_shared_hint(self.dest.alias)}",
             alias=self.dest.alias,
+            dropped=self.why is not NO_TERMINAL,
         )
 
 
@@ -117,7 +118,10 @@ def _ask(tty: IO[str], prompt: Prompt) -> str:
 
 
 def terminal_or_none(dest: Destination) -> Prompter:
-    """The terminal's prompter when this process has one, else the one that refuses."""
+    """The terminal's prompter when this process has one (and the ssh config does not say
+    ``BatchMode yes``), else the one that refuses."""
+    if dest.batch_mode:
+        return NoPrompter(dest, "the ssh config says BatchMode yes (never ask)")
     return TerminalPrompter(dest) if TerminalPrompter.available() else NoPrompter(dest)
 
 
@@ -178,18 +182,21 @@ def _load_key(
 
     try:
         return paramiko.PKey.from_path(path), None
-    except paramiko.PasswordRequiredException:
-        pass
+    except (paramiko.PasswordRequiredException, TypeError):
+        pass  # (a TypeError: cryptography's word for an OpenSSH-format key with a passphrase)
     except (OSError, paramiko.SSHException, ValueError):
         return None, None
     if _public_blob(path) in agent_blobs:
         return None, None  # tried through the agent already
     (passphrase,) = prompter("", "", [Prompt(f"Enter passphrase for key '{path}': ", False)])
     try:
-        # positional: paramiko 5 renamed the argument (passphrase -> password)
-        return paramiko.PKey.from_path(path, passphrase), passphrase
-    except paramiko.SSHException as exc:
-        raise AuthenticationError(f"{dest}: cannot decrypt key {path}: {exc}") from None
+        # positional, bytes: paramiko 5 renamed the argument, its stubs say str
+        return paramiko.PKey.from_path(path, passphrase.encode()), passphrase  # type: ignore[arg-type]
+    except (paramiko.SSHException, ValueError) as exc:
+        # cryptography says a wrong passphrase as "no BEGIN/END delimiters"
+        raise AuthenticationError(
+            f"{dest}: the passphrase given does not decrypt key {path}"
+        ) from exc
 
 
 def _add_to_agent(path: str, passphrase: str, dest: Destination) -> None:

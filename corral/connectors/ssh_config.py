@@ -48,6 +48,8 @@ class Destination(NamedTuple):
     """``ControlPath``, expanded (``%h``, ``%p``, ``%r``, ``%C``, ``~``)."""
     control_persist: str | None = None
     """``ControlPersist``: how long OpenSSH's master stays up after its last client."""
+    batch_mode: bool = False
+    """``BatchMode yes``: never ask anything, as with no terminal."""
 
     @property
     def key(self) -> tuple[str, int, str, tuple[str, ...], str | None]:
@@ -177,6 +179,7 @@ def resolve(
         control_master=str(entry.get("controlmaster", "no")).lower(),
         control_path=str(Path(control_path).expanduser()) if control_path else None,
         control_persist=entry.get("controlpersist"),
+        batch_mode=str(entry.get("batchmode", "no")).lower() == "yes",
     )
 
 

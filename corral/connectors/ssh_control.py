@@ -69,6 +69,7 @@ class ControlLink:
         self.timeout = timeout
         self.operations = 0
         self.connects = 1
+        self.seen = False  # whether a master ran for this process once
         self.lock = threading.RLock()
         self.sftp_lock = threading.Lock()
         self._sftp: Any = None
@@ -87,11 +88,13 @@ class ControlLink:
 
     def _ensure(self) -> None:
         if self.master_alive():
+            self.seen = True
             return
         # Without a master, ssh starts one itself (ControlMaster auto) when that needs no
         # person; one that would ask is the user's to open, at a terminal.
+        keep = self.dest.control_persist or "600"
         start = subprocess.run(
-            self.ssh("-f", "-N"),
+            self.ssh("-o", f"ControlPersist={keep}", "-f", "-N"),
             capture_output=True,
             text=True,
             timeout=self.timeout + 30,
@@ -104,7 +107,9 @@ class ControlLink:
                 f"not running and cannot start without a person ({why}): "
                 f"{open_shared_hint(self.dest.alias)}",
                 alias=self.dest.alias,
+                dropped=self.seen,
             )
+        self.seen = True
 
     def execute(
         self, command: str, stdin: bytes | None, timeout: float | None, what: str

@@ -86,7 +86,7 @@ class Holder:
                 asked.unlink()
         old = os.umask(0o077)
         try:
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            tmp = self.path.with_name(f".{os.getpid()}")  # short: socket paths are limited
             self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.server.bind(str(tmp))
             self.server.listen(64)  # before it has its name: a client never finds it deaf
@@ -322,6 +322,14 @@ def main() -> int:
         return 1
     except ConnectorError as exc:
         _answer(to_client, {"error": str(exc), "kind": "N"})
+        return 1
+    except Exception as exc:  # a defect: the starter says so in one line, the log has it all
+        import traceback
+
+        _log(f"logging in failed:\n{traceback.format_exc()}")
+        log = holder.path.with_suffix(".log")
+        _answer(to_client, {"error": f"the connection holder of {holder.dest} failed while "
+                            f"logging in: {exc!r} (details in {log})", "kind": "N"})
         return 1
     _answer(to_client, {"ready": True})
     devnull = os.open(os.devnull, os.O_RDWR)  # the starter may leave: let go of its pipes

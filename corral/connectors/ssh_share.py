@@ -48,18 +48,28 @@ PERSIST_ENV = "CORRAL_SSH_PERSIST"
 START_TIMEOUT = 120.0
 """Seconds a holder may take to connect and log in, prompts included."""
 HEADER = struct.Struct(">cI")
+NAME_LENGTH = 16
+"""Hex digits of a holder's name (its socket is ``<name>.sock``)."""
+SOCKET_PATH_MAX = 104
+"""Bytes of a socket path that fit every Unix (sun_path holds 108 on Linux, 104 on BSDs)."""
 
 
 # --- where holders live ----------------------------------------------------------------------
 
 
 def runtime_dir() -> Path:
-    """This user's directory of holder sockets: created 0700, refused if anyone else could
-    enter it (another owner, group or world permissions)."""
+    """This user's directory of holder sockets, ``$XDG_RUNTIME_DIR/corral-ssh`` (else, or
+    when that would make socket paths longer than a Unix socket allows,
+    ``/tmp/corral-ssh-<uid>``): created 0700, refused if anyone else could enter it (another
+    owner, group or world permissions)."""
     base = os.environ.get("XDG_RUNTIME_DIR")
-    root = Path(base) / "corral-ssh" if base else Path(f"/tmp/corral-ssh-{os.getuid()}")
+    root = Path(f"/tmp/corral-ssh-{os.getuid()}")
+    if base and Path(base).is_dir():
+        mine = Path(base) / "corral-ssh"
+        if len(os.fsencode(mine)) + 1 + NAME_LENGTH + len(".sock") <= SOCKET_PATH_MAX:
+            root = mine
     try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, exist_ok=True)
         info = root.lstat()
     except OSError as exc:
         raise ConnectorError(f"cannot create the SSH socket directory {root}: {exc}") from exc
@@ -76,7 +86,7 @@ def runtime_dir() -> Path:
 def identity(dest: Destination, policy: str) -> str:
     """A short name for a destination and its trust (two clients of it share one holder)."""
     key = json.dumps([*dest.key, list(dest.known_hosts), policy], sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
+    return hashlib.sha256(key.encode()).hexdigest()[:NAME_LENGTH]
 
 
 def socket_path(dest: Destination, policy: str) -> Path:
@@ -303,6 +313,7 @@ class SharedLink:
                     f"person: {open_shared_hint(self.dest.alias)}; meanwhile jobs keep "
                     "their state",
                     alias=self.dest.alias,
+                    dropped=True,
                 )
             prompter = self._prompter_now()
             log = open(self.path.with_suffix(".log"), "ab")  # noqa: SIM115
@@ -507,15 +518,18 @@ class _NeedsOpen:
             f"the shared connection to {self.dest} is gone and its login needs a person: "
             f"{open_shared_hint(self.dest.alias)}; meanwhile jobs keep their state",
             alias=self.dest.alias,
+            dropped=True,
         )
 
 
-def _raise(kind: bytes, data: bytes, dest: Destination) -> None:
+def _raise(kind: bytes, data: bytes, dest: Destination, *, dropped: bool = True) -> None:
+    """The error a holder's answer of ``kind`` stands for (``dropped``: a login needed was
+    the holder's, after its connection dropped)."""
     from corral.connectors.ssh_transport import ConnectionLost
 
     message = data.decode(errors="replace")
     if kind == b"A":
-        raise LoginNeeded(message, alias=dest.alias)
+        raise LoginNeeded(message, alias=dest.alias, dropped=dropped)
     if kind == b"H":
         raise HostKeyError(message)
     if kind == b"U":
@@ -555,4 +569,5 @@ def _converse(
         elif message.get("ready"):
             return
         else:
-            _raise(message.get("kind", "C").encode(), message.get("error", "").encode(), dest)
+            kind, error = message.get("kind", "C").encode(), message.get("error", "").encode()
+            _raise(kind, error, dest, dropped=False)

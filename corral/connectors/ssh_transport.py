@@ -171,6 +171,7 @@ class _Link:
                     f"terminal (with a shared connection, persist > 0, "
                     f"{open_shared_hint(self.dest.alias)})",
                     alias=self.dest.alias,
+                    dropped=True,
                 )
             delays = RECONNECT_DELAYS if self.connects else FIRST_CONNECT_DELAYS
             last: Exception | None = None

@@ -248,6 +248,8 @@ class Scheduler:
         try:
             result = call()
         except LoginNeeded as exc:
+            if not exc.dropped:
+                raise  # never connected: nothing to wait for, the experiment stops
             if self._login.get(launcher) is None:
                 log.warning("%s", exc)
             self._login[launcher] = exc

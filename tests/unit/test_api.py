@@ -15,6 +15,7 @@ EXPECTED = {
     "Job",
     "JobFailedError",
     "JobState",
+    "LoginNeeded",
     "Launcher",
     "Meta",
     "Param",
@@ -76,6 +77,7 @@ def test_exception_tree():
     assert issubclass(corral.PluginError, corral.CorralError)
     assert issubclass(corral.AuthenticationError, corral.ConnectorError)
     assert issubclass(corral.HostKeyError, corral.ConnectorError)
+    assert issubclass(corral.LoginNeeded, corral.AuthenticationError)
     assert issubclass(corral.SubmissionError, corral.CorralError)
     assert issubclass(corral.JobFailedError, corral.CorralError)
 
