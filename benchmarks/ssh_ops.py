@@ -50,9 +50,8 @@ def measure(ops: int = 500, fabric_ops: int = 200, connect_ops: int = 50) -> dic
     facts = rig_facts()
     alias, config = facts["CORRAL_RIG_SSH_ALIAS"], facts["CORRAL_RIG_SSH_CONFIG"]
 
-    from corral.connectors.ssh import SSHConnector
-
     from corral.connectors import ssh_share
+    from corral.connectors.ssh import SSHConnector
 
     own = SSHConnector(alias, config_file=config, persist=0)
     start = time.perf_counter()
