@@ -9,7 +9,8 @@
 #
 # Without pytest args the suite runs against the rig in two phases, so both ways real
 # clusters come are exercised:
-#   1. mode sacct+cgroup (slurmdbd, enforced memory): every test but those marked no_sacct;
+#   1. mode sacct+cgroup (slurmdbd, enforced memory): every test but those marked no_sacct
+#      (tests/unit and tests/execution, which need no rig, in a second pytest beside it);
 #   2. mode squeue (no accounting): the quick SLURM tests again, and those marked no_sacct.
 # With pytest args: one run, in CORRAL_RIG_MODE (default sacct+cgroup).
 set -euo pipefail
@@ -62,7 +63,21 @@ rm -rf "$site"
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 status=0
 if ((rig && $# == 0)); then
-    python3 -m pytest --durations=25 -m "not no_sacct" || status=$?
+    # The tests that need no rig (unit, execution: the local launcher) run beside the rig's
+    # phase 1: those mostly wait on daemons, these mostly compute, and the machine has two
+    # cores. Their output follows phase 1's, whole.
+    local_log=$(mktemp)
+    python3 -m pytest --durations=15 -p no:cacheprovider --basetemp="$(mktemp -d)" \
+        tests/unit tests/execution >"$local_log" 2>&1 &
+    local_pid=$!
+    python3 -m pytest --durations=25 -m "not no_sacct" --ignore=tests/unit \
+        --ignore=tests/execution || status=$?
+    local_status=0
+    wait "$local_pid" || local_status=$?
+    echo "===== tests that need no rig (tests/unit, tests/execution), run beside phase 1 ====="
+    cat "$local_log"
+    rm -f "$local_log"
+    ((status)) || status=$local_status
     bash tests/rig/rig.sh up --mode squeue
     python3 -m pytest --durations=25 -m "slurm and not (slow or sacct or cgroup) or no_sacct" ||
         { s=$?; ((status)) || status=$s; }
