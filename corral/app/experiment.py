@@ -33,6 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.app.choose import Choice, Launchers
+from corral.app.interrupt import (
+    Terminated,
+    debug,
+    exit_code,
+    one_line_errors,
+    sigterm_as_interrupt,
+    stopped_early,
+)
 from corral.app.plugins import Plugins
 from corral.core import context, provenance
 from corral.core.config import walk
@@ -45,7 +53,7 @@ from corral.core.provenance import Recorder, check_option
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
-from corral.errors import ConfigError, CorralError, FailedJob, JobFailedError
+from corral.errors import ConfigError, FailedJob, JobFailedError
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
@@ -291,24 +299,6 @@ def _failed_job(job: Job) -> FailedJob:
     )
 
 
-def one_line_errors() -> None:
-    """Make an experiment script's uncaught :class:`~corral.errors.CorralError` one line on
-    stderr, ``corral: error: …``, as the ``corral`` command prints it (the traceback with
-    ``CORRAL_DEBUG=1``); any other exception is left to the hook there was."""
-    previous = sys.excepthook
-    if getattr(previous, "corral", False):
-        return
-
-    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if isinstance(value, CorralError) and not os.environ.get("CORRAL_DEBUG"):
-            print(f"corral: error: {value}", file=sys.stderr, flush=True)
-        else:
-            previous(kind, value, tb)
-
-    hook.corral = True  # type: ignore[attr-defined]
-    sys.excepthook = hook
-
-
 @contextmanager
 def experiment(
     workdir: str | os.PathLike[str],
@@ -348,7 +338,7 @@ def experiment(
     dry = dry_run or dry_run_from_env()
     xp = Experiment(workdir, name, launcher, plugins=plugins, dry_run=dry, snapshot=snapshot)
     try:
-        with context.submitting_to(xp):
+        with context.submitting_to(xp), sigterm_as_interrupt():
             yield xp
             if dry:
                 done = sum(p.state == "done" for p in xp.planned)
@@ -368,5 +358,12 @@ def experiment(
                     xp.wait()
             else:
                 xp.scheduler.detach()
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: one line, not a traceback
+        if debug():
+            raise
+        terminated = isinstance(exc, Terminated)
+        line = stopped_early(name, xp.workspace.root, xp.jobs.values(), terminated)
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(exit_code(exc)) from None
     finally:
         xp.close()
