@@ -105,6 +105,11 @@ class FailedJob(NamedTuple):
         return f"{self.task} {self.identifier[:12]} {self.reason}{detail} (stderr: {self.stderr})"
 
 
+class ExperimentStopped(CorralError):
+    """The experiment was stopped from outside (``corral xp kill``): it started nothing more
+    and left once its running jobs had ended."""
+
+
 class JobFailedError(CorralError):
     """Jobs of an experiment failed; ``failures`` lists them."""
 

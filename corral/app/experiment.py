@@ -53,7 +53,8 @@ from corral.core.provenance import Recorder, check_option
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
-from corral.errors import ConfigError, FailedJob, JobFailedError
+from corral.errors import ConfigError, ExperimentStopped, FailedJob, JobFailedError
+from corral.ops import runstop
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
@@ -104,6 +105,7 @@ class Experiment:
         self.scheduler = Scheduler(self.workspace, on_finished=self._finished)
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self._record = None
+        self._client: Any = None
         if dry_run:
             return
         _check_directory(self.workspace.root)
@@ -115,10 +117,14 @@ class Experiment:
                 runs / f"{self.run_id}.jsonl", "a", encoding="utf-8", buffering=1
             )
             (self.workspace.experiments / name / "latest").write_text(self.run_id + "\n")
+            self._client = runstop.hold_client(self.workspace, name, self.run_id)
         except OSError as exc:
             raise ConfigError(
                 f"workspace {self.workspace.root} is not writable: {exc.strerror or exc}"
             ) from exc
+        ws, run = self.workspace, self.run_id
+        self.scheduler.halt = lambda: runstop.stop_requested(ws, name, run)
+        self.scheduler.on_halt = lambda: runstop.answer(ws, name, run)
 
     @property
     def workspace_root(self) -> Path:
@@ -241,9 +247,21 @@ class Experiment:
         if self.dry_run:
             return
         self.scheduler.wait()
+        if self.scheduler.halted is not None:
+            raise ExperimentStopped(self._stopped(self.scheduler.halted))
         failed = [j for j in self.jobs.values() if j.state is JobState.FAILED]
         if failed:
             raise JobFailedError([_failed_job(j) for j in failed])
+
+    def _stopped(self, why: str) -> str:
+        jobs = list(self.jobs.values())
+        unstarted = sum(1 for j in jobs if j.state is JobState.FAILED and j.handle is None)
+        done = sum(1 for j in jobs if j.state is JobState.DONE)
+        ended = len(jobs) - unstarted - done
+        return (
+            f"{why} (run {self.run_id}): {unstarted} job(s) never started, {ended} stopped or "
+            f"failed, {done} done; `corral xp ls {self.name} -w {self.workspace.root}` shows them"
+        )
 
     def _finished(self, job: Job) -> None:
         self.plugins.job_finished(job, job.state)
@@ -254,6 +272,9 @@ class Experiment:
         self.recorder.close()
         if self._record is not None:
             self._record.close()
+        if self._client is not None:
+            runstop.release(self._client)
+            self._client = None
 
 
 def _complete(

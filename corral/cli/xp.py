@@ -17,6 +17,7 @@ from corral.cli.options import print_table, workspace_option
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import Workspace
 from corral.errors import ConnectorError, SubmissionError
+from corral.ops import runstop
 from corral.ops.inventory import (
     STATES,
     ExperimentInfo,
@@ -201,6 +202,9 @@ def kill_command(workspace: Workspace, name: str, run_id: str | None, grace: flo
     from corral.ops import control
 
     run = _run(read_experiment(workspace, name), run_id)
+    said = runstop.request_stop(workspace, name, run.run_id, waiting=click.echo)
+    click.echo(f"{name} {run.run_id}: {said}")
+    run = _run(read_experiment(workspace, name), run.run_id)  # what it started meanwhile
     active = [j for j in run.jobs if not j.final]
     if not active:
         click.echo(f"{name} {run.run_id}: no job to stop ({summary(run.counts)})")

@@ -135,3 +135,54 @@ def test_corral_debug_shows_the_whole_traceback(project, tmp_path):
     assert done.returncode == 1
     assert "corral/core/" in done.stderr
     assert done.stderr.splitlines()[-1].startswith("corral.errors.ConfigError: Point.i:")
+
+
+KILLABLE = textwrap.dedent(
+    """
+    import sys, time
+    from corral import Param, Task, experiment
+    from corral.launchers import LocalLauncher
+
+
+    class Nap(Task):
+        seconds: Param[float]
+        i: Param[int]
+
+        def execute(self):
+            print("started", self.i, flush=True)
+            time.sleep(self.seconds)
+
+
+    if __name__ == "__main__":
+        with experiment(sys.argv[1], "naps", launcher=LocalLauncher(cpu_slots=2)):
+            for i in range(6):
+                Nap(seconds=60, i=i).submit()
+    """
+)
+
+
+def test_xp_kill_stops_a_live_client_and_nothing_starts_after(project, tmp_path):
+    (project / "killable.py").write_text(KILLABLE)
+    ws = tmp_path / "ws"
+    client = start(project, "killable.py", ws)
+    deadline = time.monotonic() + 60
+    while running_jobs(ws) < 2:
+        assert client.poll() is None, client.communicate()
+        assert time.monotonic() < deadline, "the jobs never started"
+        time.sleep(0.1)
+    killed = corral("xp", "kill", "naps", "-w", str(ws), "--grace", "1")
+    assert killed.returncode == 0, killed.stderr
+    lines = killed.stdout.splitlines()
+    assert lines[0].startswith("asking its client (pid ")
+    assert "starts nothing more" in lines[1]
+    assert sum("killed" in line or "cancelled" in line for line in lines[2:]) == 2, lines
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 1
+    assert err.splitlines()[-1].startswith(
+        "corral: error: the experiment was stopped with `corral xp kill` (run "
+    )
+    assert "4 job(s) never started, 2 stopped or failed, 0 done" in err
+    time.sleep(2)  # had the client started anything after the kill, it would show by now
+    assert running_jobs(ws) == 2
+    listing = corral("jobs", "ls", "-w", str(ws)).stdout
+    assert "running" not in listing
