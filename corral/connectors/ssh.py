@@ -77,8 +77,15 @@ def remote_command(
     cwd: PathLike | None = None,
     env: Mapping[str, str] | None = None,
     login_shell: bool = False,
+    stdin: bool = False,
 ) -> str:
-    """The command line sent to the remote shell: every value quoted."""
+    """The command line sent to the remote shell: every value quoted.
+
+    :param stdin: whether input follows; without it the command reads ``/dev/null``, so
+        that the client never has to send an end of input: sent after a quick command's
+        end, it can reach sshd once the channel is gone, and sshd drops the whole
+        connection for it.
+    """
     if not argv:
         raise ConfigError("empty command")
     command = " ".join(shlex.quote(str(a)) for a in argv)
@@ -89,7 +96,7 @@ def remote_command(
         command = f"cd {shlex.quote(str(cwd))} && {command}"
     if login_shell:
         command = f"bash -lc {shlex.quote(command)}"
-    return command
+    return command if stdin else f"{command} </dev/null"
 
 
 class SSHConnector(Connector):
@@ -208,8 +215,10 @@ class SSHConnector(Connector):
     ) -> Result:
         """Run ``argv`` on the host; see :meth:`Connector.run`."""
         argv = [str(a) for a in argv]
-        command = remote_command(argv, cwd=cwd, env=env, login_shell=self.login_shell)
         stdin = input.encode() if input is not None else None
+        command = remote_command(
+            argv, cwd=cwd, env=env, login_shell=self.login_shell, stdin=stdin is not None
+        )
         code, out, err = self._link.execute(command, stdin, timeout, argv[0])
         result = Result(
             tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace")

@@ -190,10 +190,8 @@ class Holder:
             return
         with channel:
             try:
-                if request.get("stdin"):
+                if request.get("stdin"):  # without, the command reads /dev/null: no EOF
                     threading.Thread(target=_feed, args=(conn, channel), daemon=True).start()
-                else:
-                    channel.shutdown_write()
                 while True:
                     if channel.recv_ready():
                         send_frame(conn, b"O", channel.recv(65536))

@@ -325,6 +325,7 @@ class SharedLink:
                 start_new_session=True,  # outlives this process, ignores its terminal
                 close_fds=True,
                 cwd="/",
+                env=_holder_env(),
             )
             log.close()
             assert proc.stdin is not None
@@ -520,6 +521,14 @@ class _NeedsOpen:
             alias=self.dest.alias,
             dropped=True,
         )
+
+
+def _holder_env() -> dict[str, str]:
+    """This process's environment, with the corral it runs first on the path: the holder
+    runs the same code even when that is not the installed one (a checkout, a test run)."""
+    home = str(Path(__file__).resolve().parents[2])  # the folder holding corral/
+    path = [home, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def _raise(kind: bytes, data: bytes, dest: Destination, *, dropped: bool = True) -> None:

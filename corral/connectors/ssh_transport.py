@@ -339,9 +339,9 @@ class _Link:
         """
         channel = self.open_session(lambda c: c.exec_command(command), what=what)
         try:
-            if stdin is not None:
+            if stdin is not None:  # a command without input reads /dev/null: no EOF to send
                 channel.sendall(stdin)
-            channel.shutdown_write()
+                channel.shutdown_write()
             out, err = self._collect(channel, timeout, what)
             code = channel.recv_exit_status()
             transport = channel.get_transport()
@@ -391,7 +391,6 @@ class _Link:
         except ConnectionLost as exc:
             raise ConnectorError(str(exc)) from exc
         try:
-            channel.shutdown_write()
             while True:
                 if channel.recv_ready():
                     yield channel.recv(CHUNK)

@@ -169,8 +169,20 @@ class SlurmCluster:
         out = self.command(
             "squeue", "-h", "-r", "-t", "all", "-j", job_id, "-o", "%i|%T", check=False
         )
-        # After MinJobAge squeue exits 1 with "Invalid job id specified": the job is gone.
-        return dict(line.split("|", 1) for line in out.stdout.split())
+        # After MinJobAge squeue exits 1 with "Invalid job id specified": the job is gone
+        # from slurmctld's memory, and only the accounting still knows its end.
+        states = dict(line.split("|", 1) for line in out.stdout.split())
+        if states or not self.sacct:
+            return states
+        rows = self.command(
+            "sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State", check=False
+        ).stdout.splitlines()
+        # sacct says "CANCELLED by 0": the state is its first word.
+        return {
+            key: value.split()[0]
+            for key, value in (row.split("|", 1) for row in rows if "|" in row)
+            if value.split()
+        }
 
     def wait(
         self, job_id: str, timeout: float = 60, until: Iterable[str] = TERMINAL_STATES,

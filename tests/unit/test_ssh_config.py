@@ -93,9 +93,17 @@ def test_missing_files_are_clear_errors(tmp_path):
 
 
 def test_remote_command_quotes_every_value():
-    cmd = remote_command(["echo", "a b", "$(x)"], cwd="/d ir", env={"K": "v'w"})
+    cmd = remote_command(["echo", "a b", "$(x)"], cwd="/d ir", env={"K": "v'w"}, stdin=True)
     assert cmd == "cd '/d ir' && env 'K=v'\"'\"'w' echo 'a b' '$(x)'"
-    assert remote_command(["true"], login_shell=True) == "bash -lc true"
+    assert remote_command(["true"], login_shell=True, stdin=True) == "bash -lc true"
+
+
+def test_a_remote_command_without_input_reads_dev_null():
+    # No end of input to send after it: sent once a quick command's channel is gone, sshd
+    # drops the whole connection ("ieof packet referred to nonexistent channel").
+    assert remote_command(["cat"]) == "cat </dev/null"
+    assert remote_command(["cat"], cwd="/d") == "cd /d && cat </dev/null"
+    assert remote_command(["cat"], login_shell=True) == "bash -lc cat </dev/null"
     with pytest.raises(ConfigError, match="invalid environment variable name"):
         remote_command(["true"], env={"A B": "x"})
 
