@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
 from corral.errors import ConfigError, ExperimentStopped, FailedJob, JobFailedError
 from corral.ops import runstop
+from corral.ops.runline import run_line
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
@@ -251,7 +253,7 @@ class Experiment:
             raise ExperimentStopped(self._stopped(self.scheduler.halted))
         failed = [j for j in self.jobs.values() if j.state is JobState.FAILED]
         if failed:
-            raise JobFailedError([_failed_job(j) for j in failed])
+            raise JobFailedError([_failed_job(j, str(self.workspace.root)) for j in failed])
 
     def _stopped(self, why: str) -> str:
         jobs = list(self.jobs.values())
@@ -309,7 +311,25 @@ def _check_importable(task: Task) -> None:
             )
 
 
-def _failed_job(job: Job) -> FailedJob:
+def _wait(xp: Experiment, name: str, *, show: bool) -> None:
+    """Wait for the experiment's jobs; with ``show``, their progress (live on a terminal,
+    log lines otherwise), then the run's line, failed or not."""
+    if not show:
+        xp.wait()
+        return
+    from corral.ops.progress import Progress
+
+    try:
+        with Progress(lambda: list(xp.jobs.values()), title=name,
+                      workspace=str(xp.workspace.root)):
+            xp.wait()
+    except JobFailedError:
+        print(run_line(name, list(xp.jobs.values())), file=sys.stderr, flush=True)
+        raise
+    print(run_line(name, list(xp.jobs.values())), file=sys.stderr, flush=True)
+
+
+def _failed_job(job: Job, workspace: str) -> FailedJob:
     failure = job.failure
     return FailedJob(
         identifier=job.identifier,
@@ -317,6 +337,7 @@ def _failed_job(job: Job) -> FailedJob:
         reason=failure.reason.value if failure else "failed",
         message=failure.message if failure else "",
         stderr=str(job.stderr),
+        workspace=workspace,
     )
 
 
@@ -343,7 +364,9 @@ def experiment(
     what each job would be and does nothing: no job directory, no run record, no job started.
 
     ``progress`` shows the jobs while the block waits for them (see :mod:`corral.ops.progress`):
-    a live display on a terminal, log lines otherwise; by default only on a terminal.
+    a live display on a terminal, log lines otherwise, and a last line that says what the
+    run did ("submitted 40 jobs (SLURM array 1234 on ...), 12 already done"); ``False``
+    prints nothing but errors.
 
     ``snapshot`` (on by default) copies the project's code at submission into the
     workspace's ``code/`` store, and jobs import from that copy, so that editing the project
@@ -370,15 +393,14 @@ def experiment(
                     flush=True,
                 )
             elif wait:
-                if progress if progress is not None else sys.stdout.isatty():
-                    from corral.ops.progress import Progress
-
-                    with Progress(lambda: list(xp.jobs.values()), title=name):
-                        xp.wait()
-                else:
-                    xp.wait()
+                _wait(xp, name, show=progress is not False)
             else:
                 xp.scheduler.detach()
+                if progress is not False:
+                    where = shlex.quote(str(xp.workspace.root))
+                    follow = f"follow them with: corral xp wait {shlex.quote(name)} -w {where}"
+                    line = run_line(name, list(xp.jobs.values()), follow=follow)
+                    print(line, file=sys.stderr, flush=True)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: one line, not a traceback
         if debug():
             raise

@@ -104,6 +104,7 @@ class _Shown:
     def update(self, job: JobInfo) -> None:
         """Take the state ``job`` was read in."""
         self.name = job.name
+        self.identifier = job.identifier
         self.stderr = job.log_path(stderr=True)
         self.launcher = _Where(
             job.launcher or "local",
@@ -153,7 +154,12 @@ def wait_command(
     shown = {j.identifier: _Shown(j) for j in jobs}
     display = None
     if not quiet and (live if live is not None else sys.stdout.isatty()):
-        display = Progress(lambda: list(shown.values()), title=f"{name} {run.run_id}", live=True)
+        from rich.console import Console
+
+        display = Progress(  # on stdout: the display is what this command is for
+            lambda: list(shown.values()), title=f"{name} {run.run_id}", live=True,
+            console=Console(),
+        )
         display.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     last = ""

@@ -341,6 +341,9 @@ class Job:
         self.failure: Failure | None = None
         self.handle: Any = None
         self.retries = 0
+        self.found: JobState | None = None
+        """What the first look at it found: done by an earlier run, or running (re-attached);
+        None when this run started it, or has not yet."""
         """How many times the job was submitted again (see :attr:`attempts`)."""
         self.attempts: list[Failure] = []
         """How each earlier attempt of the job ended (a node that died, a preemption, ...),

@@ -195,6 +195,10 @@ class Launcher(abc.ABC):
         default; a :class:`~corral.core.resumable.ResumableTask` adds its own)."""
         return {}
 
+    def submitted(self, jobs: Sequence[Job]) -> str:
+        """Where ``jobs``, started by this run, went: said in the run's one line."""
+        return self.name
+
     def attach(self, job: Job) -> None:  # noqa: B027  (optional: nothing to note by default)
         """Take note of a job found running (started by an earlier or another client)."""
 

@@ -284,6 +284,7 @@ class Scheduler:
             if self._login.get(launcher) is not None and self._due.get(launcher, 0.0) > now:
                 found = None  # its host waits for a login: asked again when due
             else:
+                unstarted = {j for j in batch if j.handle is None}
                 found = self._reach(launcher, partial(launcher.recover, batch))
             if found is None:  # asked again later, with the jobs added since
                 with self._cond:
@@ -293,6 +294,8 @@ class Scheduler:
                 if status is not None:
                     if status[0] is JobState.RUNNING:
                         launcher.attach(job)
+                    if job in unstarted and job.found is None:
+                        job.found = status[0]  # an earlier run's doing
                     self._apply({job: status})
                     changed = True
         return changed

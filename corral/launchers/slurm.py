@@ -385,6 +385,14 @@ class SlurmLauncher(AgentLauncher):
         other = job.launcher
         return isinstance(other, SlurmLauncher) and str(other.host) == str(self.host)
 
+    def submitted(self, jobs: Sequence[Job]) -> str:
+        """The SLURM arrays they went out in, and the cluster's host."""
+        ids = (self._slurm_id(j) for j in jobs)
+        arrays = sorted({i.split("_")[0] for i in ids if i}, key=lambda a: (len(a), a))
+        if not arrays:
+            return f"SLURM on {self.host}"
+        return f"SLURM array{'s' if len(arrays) > 1 else ''} {', '.join(arrays)} on {self.host}"
+
     @staticmethod
     def _slurm_id(job: Tracked) -> str | None:
         handle = job.handle
