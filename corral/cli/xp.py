@@ -16,7 +16,7 @@ from corral.cli import cli
 from corral.cli.options import print_table, workspace_option
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import Workspace
-from corral.errors import ConnectorError, SubmissionError
+from corral.errors import ConnectorError, SubmissionError, log_command
 from corral.ops import runstop
 from corral.ops.inventory import (
     STATES,
@@ -111,7 +111,7 @@ class _Shown:
             SimpleNamespace(destination=job.host) if job.remote else None,
         )
         failure = job.failure
-        if failure is None and job.state in (JobState.LOST, JobState.MISSING):
+        if failure is None and job.state is JobState.LOST:
             failure = Failure(FailureReason.LOST, f"the job is {job.state}")
         self.failure = failure  # before the state: the display reads the state first
         self.state = job.state.progress
@@ -188,11 +188,18 @@ def wait_command(
     finally:
         if display is not None:
             display.stop()
-    failed = [j for j in jobs if j.state != "done"]
+    unsubmitted = [j for j in jobs if j.state is JobState.NOT_SUBMITTED]
+    failed = [j for j in jobs if j.state not in (JobState.DONE, JobState.NOT_SUBMITTED)]
     for job in failed:
         message = f": {job.failure.message}" if job.failure and job.failure.message else ""
-        click.echo(f"  {job.name} {job.reason}{message} (stderr: {job.log_path(stderr=True)})")
-    if failed:
+        where = log_command(job.identifier, str(workspace.root))
+        click.echo(f"  {job.name} {job.reason}{message} (stderr: {where})")
+    if unsubmitted:
+        click.echo(
+            f"{len(unsubmitted)} job(s) of {name} were never submitted (its client stopped "
+            "first): run the experiment script again to submit them"
+        )
+    if failed or unsubmitted:
         ctx.exit(1)
 
 

@@ -113,6 +113,15 @@ def test_a_stopped_client_says_in_one_line_what_goes_on(project, tmp_path, sig, 
     assert killed.returncode == 0, killed.stderr
     listing = corral("jobs", "ls", "-w", str(ws)).stdout
     assert "running" not in listing
+    # the two the client never launched are called what they are, and waiting says so
+    runs = corral("xp", "ls", "-w", str(ws)).stdout
+    assert "2 not submitted" in runs, runs
+    waited = corral("xp", "wait", "naps", "-w", str(ws), "--interval", "0.1")
+    assert waited.returncode == 1
+    assert waited.stdout.splitlines()[-1].endswith(
+        "2 job(s) of naps were never submitted (its client stopped first): run the "
+        "experiment script again to submit them"
+    ), waited.stdout
 
 
 def test_an_error_in_the_script_shows_the_users_frames_not_corrals(project, tmp_path):
@@ -176,7 +185,7 @@ def test_xp_kill_stops_a_live_client_and_nothing_starts_after(project, tmp_path)
     assert lines[0].startswith("asking its client (pid ")
     assert "starts nothing more" in lines[1]
     assert sum("killed" in line or "cancelled" in line for line in lines[2:]) == 2, lines
-    out, err = client.communicate(timeout=60)
+    _, err = client.communicate(timeout=60)
     assert client.returncode == 1
     assert err.splitlines()[-1].startswith(
         "corral: error: the experiment was stopped with `corral xp kill` (run "
