@@ -17,6 +17,7 @@ so the original stays available as ``__cause__``::
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -99,10 +100,24 @@ class FailedJob(NamedTuple):
     reason: str
     message: str
     stderr: str
+    """Its stderr file, on the machine the job ran on."""
+    workspace: str = ""
+    """The workspace it is in (named in the command that shows its stderr)."""
 
     def __str__(self) -> str:
         detail = f": {self.message}" if self.message else ""
-        return f"{self.task} {self.identifier[:12]} {self.reason}{detail} (stderr: {self.stderr})"
+        shown = log_command(self.identifier, self.workspace) if self.workspace else self.stderr
+        return f"{self.task} {self.identifier[:12]} {self.reason}{detail} (stderr: {shown})"
+
+
+def log_command(identifier: str, workspace: str) -> str:
+    """The command that prints a job's stderr, wherever the job ran."""
+    return f"corral jobs log --err {identifier[:12]} -w {shlex.quote(workspace)}"
+
+
+class ExperimentStopped(CorralError):
+    """The experiment was stopped from outside (``corral xp kill``): it started nothing more
+    and left once its running jobs had ended."""
 
 
 class JobFailedError(CorralError):

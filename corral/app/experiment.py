@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -33,6 +34,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.app.choose import Choice, Launchers
+from corral.app.interrupt import (
+    Terminated,
+    debug,
+    exit_code,
+    one_line_errors,
+    sigterm_as_interrupt,
+    stopped_early,
+)
 from corral.app.plugins import Plugins
 from corral.core import context, provenance
 from corral.core.config import walk
@@ -45,7 +54,9 @@ from corral.core.provenance import Recorder, check_option
 from corral.core.scheduler import Scheduler
 from corral.core.task import Dep, Task, dependencies
 from corral.core.workspace import Workspace
-from corral.errors import ConfigError, CorralError, FailedJob, JobFailedError
+from corral.errors import ConfigError, ExperimentStopped, FailedJob, JobFailedError
+from corral.ops import runstop
+from corral.ops.runline import run_line
 
 if TYPE_CHECKING:
     from corral.core.launcher import Launcher
@@ -96,6 +107,7 @@ class Experiment:
         self.scheduler = Scheduler(self.workspace, on_finished=self._finished)
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self._record = None
+        self._client: Any = None
         if dry_run:
             return
         _check_directory(self.workspace.root)
@@ -107,10 +119,14 @@ class Experiment:
                 runs / f"{self.run_id}.jsonl", "a", encoding="utf-8", buffering=1
             )
             (self.workspace.experiments / name / "latest").write_text(self.run_id + "\n")
+            self._client = runstop.hold_client(self.workspace, name, self.run_id)
         except OSError as exc:
             raise ConfigError(
                 f"workspace {self.workspace.root} is not writable: {exc.strerror or exc}"
             ) from exc
+        ws, run = self.workspace, self.run_id
+        self.scheduler.halt = lambda: runstop.stop_requested(ws, name, run)
+        self.scheduler.on_halt = lambda: runstop.answer(ws, name, run)
 
     @property
     def workspace_root(self) -> Path:
@@ -233,9 +249,21 @@ class Experiment:
         if self.dry_run:
             return
         self.scheduler.wait()
+        if self.scheduler.halted is not None:
+            raise ExperimentStopped(self._stopped(self.scheduler.halted))
         failed = [j for j in self.jobs.values() if j.state is JobState.FAILED]
         if failed:
-            raise JobFailedError([_failed_job(j) for j in failed])
+            raise JobFailedError([_failed_job(j, str(self.workspace.root)) for j in failed])
+
+    def _stopped(self, why: str) -> str:
+        jobs = list(self.jobs.values())
+        unstarted = sum(1 for j in jobs if j.state is JobState.FAILED and j.handle is None)
+        done = sum(1 for j in jobs if j.state is JobState.DONE)
+        ended = len(jobs) - unstarted - done
+        return (
+            f"{why} (run {self.run_id}): {unstarted} job(s) never started, {ended} stopped or "
+            f"failed, {done} done; `corral xp ls {self.name} -w {self.workspace.root}` shows them"
+        )
 
     def _finished(self, job: Job) -> None:
         self.plugins.job_finished(job, job.state)
@@ -246,6 +274,9 @@ class Experiment:
         self.recorder.close()
         if self._record is not None:
             self._record.close()
+        if self._client is not None:
+            runstop.release(self._client)
+            self._client = None
 
 
 def _complete(
@@ -280,7 +311,25 @@ def _check_importable(task: Task) -> None:
             )
 
 
-def _failed_job(job: Job) -> FailedJob:
+def _wait(xp: Experiment, name: str, *, show: bool) -> None:
+    """Wait for the experiment's jobs; with ``show``, their progress (live on a terminal,
+    log lines otherwise), then the run's line, failed or not."""
+    if not show:
+        xp.wait()
+        return
+    from corral.ops.progress import Progress
+
+    try:
+        with Progress(lambda: list(xp.jobs.values()), title=name,
+                      workspace=str(xp.workspace.root)):
+            xp.wait()
+    except JobFailedError:
+        print(run_line(name, list(xp.jobs.values())), file=sys.stderr, flush=True)
+        raise
+    print(run_line(name, list(xp.jobs.values())), file=sys.stderr, flush=True)
+
+
+def _failed_job(job: Job, workspace: str) -> FailedJob:
     failure = job.failure
     return FailedJob(
         identifier=job.identifier,
@@ -288,25 +337,8 @@ def _failed_job(job: Job) -> FailedJob:
         reason=failure.reason.value if failure else "failed",
         message=failure.message if failure else "",
         stderr=str(job.stderr),
+        workspace=workspace,
     )
-
-
-def one_line_errors() -> None:
-    """Make an experiment script's uncaught :class:`~corral.errors.CorralError` one line on
-    stderr, ``corral: error: …``, as the ``corral`` command prints it (the traceback with
-    ``CORRAL_DEBUG=1``); any other exception is left to the hook there was."""
-    previous = sys.excepthook
-    if getattr(previous, "corral", False):
-        return
-
-    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if isinstance(value, CorralError) and not os.environ.get("CORRAL_DEBUG"):
-            print(f"corral: error: {value}", file=sys.stderr, flush=True)
-        else:
-            previous(kind, value, tb)
-
-    hook.corral = True  # type: ignore[attr-defined]
-    sys.excepthook = hook
 
 
 @contextmanager
@@ -332,7 +364,9 @@ def experiment(
     what each job would be and does nothing: no job directory, no run record, no job started.
 
     ``progress`` shows the jobs while the block waits for them (see :mod:`corral.ops.progress`):
-    a live display on a terminal, log lines otherwise; by default only on a terminal.
+    a live display on a terminal, log lines otherwise, and a last line that says what the
+    run did ("submitted 40 jobs (SLURM array 1234 on ...), 12 already done"); ``False``
+    prints nothing but errors.
 
     ``snapshot`` (on by default) copies the project's code at submission into the
     workspace's ``code/`` store, and jobs import from that copy, so that editing the project
@@ -348,7 +382,7 @@ def experiment(
     dry = dry_run or dry_run_from_env()
     xp = Experiment(workdir, name, launcher, plugins=plugins, dry_run=dry, snapshot=snapshot)
     try:
-        with context.submitting_to(xp):
+        with context.submitting_to(xp), sigterm_as_interrupt():
             yield xp
             if dry:
                 done = sum(p.state == "done" for p in xp.planned)
@@ -359,14 +393,20 @@ def experiment(
                     flush=True,
                 )
             elif wait:
-                if progress if progress is not None else sys.stdout.isatty():
-                    from corral.ops.progress import Progress
-
-                    with Progress(lambda: list(xp.jobs.values()), title=name):
-                        xp.wait()
-                else:
-                    xp.wait()
+                _wait(xp, name, show=progress is not False)
             else:
                 xp.scheduler.detach()
+                if progress is not False:
+                    where = shlex.quote(str(xp.workspace.root))
+                    follow = f"follow them with: corral xp wait {shlex.quote(name)} -w {where}"
+                    line = run_line(name, list(xp.jobs.values()), follow=follow)
+                    print(line, file=sys.stderr, flush=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: one line, not a traceback
+        if debug():
+            raise
+        terminated = isinstance(exc, Terminated)
+        line = stopped_early(name, xp.workspace.root, xp.jobs.values(), terminated)
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(exit_code(exc)) from None
     finally:
         xp.close()

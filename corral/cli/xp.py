@@ -16,7 +16,8 @@ from corral.cli import cli
 from corral.cli.options import print_table, workspace_option
 from corral.core.job import Failure, FailureReason, JobState
 from corral.core.workspace import Workspace
-from corral.errors import ConnectorError, SubmissionError
+from corral.errors import ConnectorError, SubmissionError, log_command
+from corral.ops import runstop
 from corral.ops.inventory import (
     STATES,
     ExperimentInfo,
@@ -103,13 +104,14 @@ class _Shown:
     def update(self, job: JobInfo) -> None:
         """Take the state ``job`` was read in."""
         self.name = job.name
+        self.identifier = job.identifier
         self.stderr = job.log_path(stderr=True)
         self.launcher = _Where(
             job.launcher or "local",
             SimpleNamespace(destination=job.host) if job.remote else None,
         )
         failure = job.failure
-        if failure is None and job.state in (JobState.LOST, JobState.MISSING):
+        if failure is None and job.state is JobState.LOST:
             failure = Failure(FailureReason.LOST, f"the job is {job.state}")
         self.failure = failure  # before the state: the display reads the state first
         self.state = job.state.progress
@@ -152,7 +154,12 @@ def wait_command(
     shown = {j.identifier: _Shown(j) for j in jobs}
     display = None
     if not quiet and (live if live is not None else sys.stdout.isatty()):
-        display = Progress(lambda: list(shown.values()), title=f"{name} {run.run_id}", live=True)
+        from rich.console import Console
+
+        display = Progress(  # on stdout: the display is what this command is for
+            lambda: list(shown.values()), title=f"{name} {run.run_id}", live=True,
+            console=Console(),
+        )
         display.start()
     deadline = None if timeout is None else time.monotonic() + timeout
     last = ""
@@ -181,11 +188,18 @@ def wait_command(
     finally:
         if display is not None:
             display.stop()
-    failed = [j for j in jobs if j.state != "done"]
+    unsubmitted = [j for j in jobs if j.state is JobState.NOT_SUBMITTED]
+    failed = [j for j in jobs if j.state not in (JobState.DONE, JobState.NOT_SUBMITTED)]
     for job in failed:
         message = f": {job.failure.message}" if job.failure and job.failure.message else ""
-        click.echo(f"  {job.name} {job.reason}{message} (stderr: {job.log_path(stderr=True)})")
-    if failed:
+        where = log_command(job.identifier, str(workspace.root))
+        click.echo(f"  {job.name} {job.reason}{message} (stderr: {where})")
+    if unsubmitted:
+        click.echo(
+            f"{len(unsubmitted)} job(s) of {name} were never submitted (its client stopped "
+            "first): run the experiment script again to submit them"
+        )
+    if failed or unsubmitted:
         ctx.exit(1)
 
 
@@ -201,6 +215,9 @@ def kill_command(workspace: Workspace, name: str, run_id: str | None, grace: flo
     from corral.ops import control
 
     run = _run(read_experiment(workspace, name), run_id)
+    said = runstop.request_stop(workspace, name, run.run_id, waiting=click.echo)
+    click.echo(f"{name} {run.run_id}: {said}")
+    run = _run(read_experiment(workspace, name), run.run_id)  # what it started meanwhile
     active = [j for j in run.jobs if not j.final]
     if not active:
         click.echo(f"{name} {run.run_id}: no job to stop ({summary(run.counts)})")

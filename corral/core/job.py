@@ -58,7 +58,9 @@ class JobState(enum.StrEnum):
     done | failed``. Reading a workspace from its files (``corral jobs ls``) also finds
     ``created`` (files written, never started), ``lost`` (its process ended without a
     result), ``unknown`` (started on another machine, whose processes cannot be seen from
-    here) and ``missing`` (a run's record names a job whose directory is gone).
+    here) and ``not submitted`` (a run's record names a job that has no directory: its
+client stopped before submitting it, or it was removed since; running the script again
+submits it).
 
     A state is a ``str`` (``JobState.DONE == "done"``); the groups of states that commands
     act on are its properties.
@@ -73,7 +75,7 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
     LOST = "lost"
     UNKNOWN = "unknown"
-    MISSING = "missing"
+    NOT_SUBMITTED = "not submitted"
 
     @property
     def final(self) -> bool:
@@ -82,7 +84,7 @@ class JobState(enum.StrEnum):
 
     @property
     def ended(self) -> bool:
-        """Final, lost or missing: nothing changes it but another run."""
+        """Final, lost or not submitted: nothing changes it but another run."""
         return self in _ENDED
 
     @property
@@ -103,13 +105,13 @@ class JobState(enum.StrEnum):
     @property
     def progress(self) -> JobState:
         """The scheduler's state that a job read from its files is shown as (a job created
-        but not started is waiting, one on another machine submitted; lost and missing
-        count as failed)."""
+        but not started is waiting, one on another machine submitted; lost and not
+        submitted count as failed)."""
         return _PROGRESS.get(self, JobState.FAILED)
 
 
 _FINAL = frozenset({JobState.DONE, JobState.FAILED})
-_ENDED = _FINAL | {JobState.LOST, JobState.MISSING}
+_ENDED = _FINAL | {JobState.LOST, JobState.NOT_SUBMITTED}
 _IN_FLIGHT = frozenset({JobState.SUBMITTED, JobState.RUNNING})
 _REMOVABLE = frozenset({JobState.DONE, JobState.FAILED, JobState.LOST, JobState.CREATED})
 _CLEANABLE = frozenset({JobState.FAILED, JobState.LOST, JobState.CREATED})
@@ -341,6 +343,9 @@ class Job:
         self.failure: Failure | None = None
         self.handle: Any = None
         self.retries = 0
+        self.found: JobState | None = None
+        """What the first look at it found: done by an earlier run, or running (re-attached);
+        None when this run started it, or has not yet."""
         """How many times the job was submitted again (see :attr:`attempts`)."""
         self.attempts: list[Failure] = []
         """How each earlier attempt of the job ended (a node that died, a preemption, ...),

@@ -97,6 +97,21 @@ def _secrets(job: Job) -> dict[str, str]:
     return {k: v.reveal() for k, v in job.environ.items() if isinstance(v, Secret)}
 
 
+def local_python() -> str:
+    """The interpreter jobs run with by default: this one, named the same way however it was
+    started (``python script.py``, ``corral dry-run`` through ``python3``, a venv's
+    ``bin/python``), so that the job script of a dry run is the one a real run writes."""
+    here = Path(sys.executable)
+    for name in ("python3", "python"):
+        candidate = here.with_name(name)
+        try:
+            if candidate.samefile(here):
+                return str(candidate)
+        except OSError:
+            continue
+    return sys.executable
+
+
 class Launcher(abc.ABC):
     """Runs job scripts somewhere. Subclasses declare their registered ``name``."""
 
@@ -118,7 +133,7 @@ class Launcher(abc.ABC):
         self, connector: Connector, *, python: str | None = None, setup: Sequence[str] = ()
     ) -> None:
         self.connector = connector
-        self.python = python or sys.executable
+        self.python = python or local_python()
         self.setup = list(setup)
         self.wake: Callable[[], None] | None = None
 
@@ -179,6 +194,10 @@ class Launcher(abc.ABC):
         """How many times a job that ended for each reason is submitted again (none by
         default; a :class:`~corral.core.resumable.ResumableTask` adds its own)."""
         return {}
+
+    def submitted(self, jobs: Sequence[Job]) -> str:
+        """Where ``jobs``, started by this run, went: said in the run's one line."""
+        return self.name
 
     def attach(self, job: Job) -> None:  # noqa: B027  (optional: nothing to note by default)
         """Take note of a job found running (started by an earlier or another client)."""

@@ -65,6 +65,11 @@ class Scheduler:
         self._last_add = 0.0
         self._flush = False  # the experiment waits or leaves: nothing more to gather
         self.error: BaseException | None = None
+        self.halt: Callable[[], str | None] | None = None
+        """Asked every cycle (at least once a second): a reason to start nothing more."""
+        self.on_halt: Callable[[], None] | None = None
+        """Called once nothing more will be started (no start is under way)."""
+        self.halted: str | None = None
 
     # --- called from the experiment's thread ---------------------------------------------
 
@@ -74,6 +79,11 @@ class Scheduler:
         launcher.wake = lambda: self.wake(launcher)
         with self._cond:
             self.jobs.append(job)
+            if self.halted is not None:  # started nothing more: nor this one
+                job.state = JobState.FAILED
+                job.failure = Failure(FailureReason.KILLED, f"not started: {self.halted}")
+                self._cond.notify_all()
+                return
             self._new.append(job)
             self._last_add = time.monotonic()
             self._flush = False
@@ -113,6 +123,8 @@ class Scheduler:
         Jobs started this way wait for their dependencies and lease their slots themselves.
         """
         self.stop()
+        if self.halted is not None:
+            return
         with self._cond:
             pending = [j for j in self.jobs if j.state in (JobState.WAITING, JobState.READY)]
             new = list(self._new)
@@ -154,7 +166,8 @@ class Scheduler:
                     self._cond.notify_all()
                     if changed or self._changed or self._stop:
                         continue  # something moved: look again at once
-                    self._cond.wait(self._next_due())
+                    # at least once a second: what `halt` says is looked at in each cycle
+                    self._cond.wait(min(self._next_due(), 1.0))
         except BaseException as exc:  # surfaced by wait() in the experiment's thread
             log.exception("scheduler failed")
             with self._cond:
@@ -189,6 +202,11 @@ class Scheduler:
         self._due[launcher] = time.monotonic() + interval
 
     def _cycle(self, new: list[Job]) -> bool:
+        if self.halted is None and self.halt is not None:
+            why = self.halt()
+            if why is not None:
+                self._halt(why, new)
+                new = []
         now = time.monotonic()
         held = [j for j in new if self._gathering(j.launcher, now)]
         if held:  # recovered with the rest of their batch: one round trip, not one per cycle
@@ -224,7 +242,7 @@ class Scheduler:
         if failed_deps:
             self._fail_dependents(failed_deps)
             changed = True
-        ready = [j for j in self.jobs if j.state is JobState.READY]
+        ready = [] if self.halted else [j for j in self.jobs if j.state is JobState.READY]
         for launcher, batch in _by_launcher(ready).items():
             if self._gathering(launcher, time.monotonic()):
                 continue
@@ -266,6 +284,7 @@ class Scheduler:
             if self._login.get(launcher) is not None and self._due.get(launcher, 0.0) > now:
                 found = None  # its host waits for a login: asked again when due
             else:
+                unstarted = {j for j in batch if j.handle is None}
                 found = self._reach(launcher, partial(launcher.recover, batch))
             if found is None:  # asked again later, with the jobs added since
                 with self._cond:
@@ -275,9 +294,27 @@ class Scheduler:
                 if status is not None:
                     if status[0] is JobState.RUNNING:
                         launcher.attach(job)
+                    if job in unstarted and job.found is None:
+                        job.found = status[0]  # an earlier run's doing
                     self._apply({job: status})
                     changed = True
         return changed
+
+    def _halt(self, why: str, new: list[Job]) -> None:
+        """Start nothing more: jobs not started fail (in this client only, nothing written)
+        with ``why``; the running ones go on being polled."""
+        with self._cond:
+            new = new + self._new
+            self._new.clear()
+        self._recover(new)  # what an earlier run started is polled, not taken for unstarted
+        self.halted = why
+        for job in self.jobs:
+            if job.state in (JobState.CREATED, JobState.WAITING, JobState.READY):
+                job.state = JobState.FAILED
+                job.failure = Failure(FailureReason.KILLED, f"not started: {why}")
+        if self.on_halt is not None:
+            self.on_halt()
+        log.warning("%s: starting nothing more", why)
 
     def _fail_dependents(self, jobs: Iterable[Job]) -> None:
         batches: dict[Launcher, dict[Job, Failure]] = defaultdict(dict)

@@ -57,11 +57,22 @@ def describe(tp: Any) -> str:
     return getattr(tp, "__name__", repr(tp))
 
 
+SHOWN = 40
+"""Characters of a given value an error message echoes at most."""
+
+
 def given(value: Any) -> str:
-    """The type name of a given value, for error messages (a tuple's with its length)."""
+    """A given value for error messages: its type and, for a scalar, the value itself
+    (``str 'x'``, cut to :data:`SHOWN` characters); a tuple's length."""
     if isinstance(value, tuple):
         return f"tuple of length {len(value)}"
-    return type(value).__name__
+    name = type(value).__name__
+    if isinstance(value, str | int | float | bool | PurePath) or value is None:
+        shown = repr(str(value) if isinstance(value, PurePath) else value)
+        if len(shown) > SHOWN:
+            shown = shown[: SHOWN - 4] + "...'" if shown[0] == "'" else shown[: SHOWN - 3] + "..."
+        return name if value is None else f"{name} {shown}"
+    return name
 
 
 def _check_bool(v: Any) -> Any:

@@ -11,6 +11,9 @@
         .corral/lock                    held by a client while it submits the job
         .corral/run.lock                held by the job process while it runs
       experiments/<name>/runs/<run>.jsonl   the jobs each run of an experiment submitted
+      experiments/<name>/runs/<run>.client  locked by the run's client while it lives
+      experiments/<name>/runs/<run>.stop    `corral xp kill` asks the client to start nothing
+      experiments/<name>/runs/<run>.stopped the client's answer: nothing more will start
       cache/<type id>/<identifier>/<name>   @cache entries
       code/<sha256>/                    code snapshots (see :mod:`corral.core.snapshot`)
 """
@@ -59,6 +62,12 @@ class Workspace:
     def cache(self) -> Path:
         """Where ``@cache`` entries live."""
         return self.root / "cache"
+
+    def run_file(self, name: str, run_id: str, suffix: str = ".jsonl") -> Path:
+        """A file of run ``run_id`` of experiment ``name``: its record (``.jsonl``), its
+        client's lock (``.client``), a request to stop (``.stop``) and its answer
+        (``.stopped``)."""
+        return self.experiments / name / "runs" / f"{run_id}{suffix}"
 
     def job_dir(self, type_id: str, identifier: str) -> Path:
         """The directory of the job of ``type_id`` with ``identifier``."""

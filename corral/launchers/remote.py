@@ -200,6 +200,10 @@ class AgentLauncher(Launcher):
 
     host: Host
 
+    def submitted(self, jobs: Sequence[Job]) -> str:
+        """This launcher's name, and the host when it is another machine."""
+        return f"{self.name} on {self.host}" if self.host.remote else self.name
+
     def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
         """Ask the host, for every job at once, what is done or still running."""
         found = self.host.agent.recover(self.name, [j.directory for j in jobs])

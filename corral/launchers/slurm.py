@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,7 +25,7 @@ from corral.connectors.base import Connector
 from corral.connectors.local import LocalConnector
 from corral.connectors.ssh import SSHConnector
 from corral.core.job import Failure, FailureReason, Job, JobState, Resources, Status, Tracked
-from corral.core.launcher import J, Launcher, Origin, check_retries
+from corral.core.launcher import J, Launcher, Origin, check_retries, local_python
 from corral.core.resumable import TIME_LIMIT_ENV, WARNING_SIGNAL, ResumableTask
 from corral.core.units import parse_duration
 from corral.errors import (
@@ -147,7 +146,7 @@ class SlurmLauncher(AgentLauncher):
             raise ConfigError("SlurmLauncher over SSH needs workdir= (a path on the cluster)")
         if workdir is not None:
             check_workdir("SlurmLauncher", workdir)
-        python = python or ("python3" if remote else sys.executable)
+        python = python or ("python3" if remote else local_python())
         super().__init__(connector, python=python, setup=setup)
         self._kwargs: dict[str, Any] = {
             "connector": connector,
@@ -385,6 +384,14 @@ class SlurmLauncher(AgentLauncher):
     def _same_cluster(self, job: Job) -> bool:
         other = job.launcher
         return isinstance(other, SlurmLauncher) and str(other.host) == str(self.host)
+
+    def submitted(self, jobs: Sequence[Job]) -> str:
+        """The SLURM arrays they went out in, and the cluster's host."""
+        ids = (self._slurm_id(j) for j in jobs)
+        arrays = sorted({i.split("_")[0] for i in ids if i}, key=lambda a: (len(a), a))
+        if not arrays:
+            return f"SLURM on {self.host}"
+        return f"SLURM array{'s' if len(arrays) > 1 else ''} {', '.join(arrays)} on {self.host}"
 
     @staticmethod
     def _slurm_id(job: Tracked) -> str | None:

@@ -156,7 +156,7 @@ def _mtime(path: str) -> float | None:
 
 
 def read_job(workspace: Workspace, type_id: str, identifier: str) -> JobInfo:
-    """One job, from its local directory (state ``missing`` when it has none)."""
+    """One job, from its local directory (state ``not submitted`` when it has none)."""
     local = workspace.job_dir(type_id, identifier)
     return _job(local, type_id, identifier, procs.hostname())
 
@@ -169,7 +169,7 @@ def _job(local: Path, type_id: str, identifier: str, here: str) -> JobInfo:
     except OSError:
         names = set()
         if not os.path.isdir(base):
-            return JobInfo(type_id, identifier, local, JobState.MISSING)
+            return JobInfo(type_id, identifier, local, JobState.NOT_SUBMITTED)
     if POINTER in names:
         pointer = _read(f"{sd}/{POINTER}")
         if isinstance(pointer, dict):

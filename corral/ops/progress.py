@@ -7,8 +7,10 @@
 
 On a terminal it is a rich display refreshed a few times per second: counts by state for
 each launcher, the longest-running jobs with their elapsed time, and the failures with their
-reason and stderr path. When stdout is not a terminal (a log file, CI) it prints one line per
-job that finishes or fails, and a summary line at most every ``summary_every`` seconds.
+reason and where to read their stderr. It writes to stderr, so that an experiment script's
+own output stays apart; when stderr is not a terminal (``nohup``, a log file, CI) it prints
+one line per job that finishes or fails, and a summary line at most every ``summary_every``
+seconds.
 ``quiet=True`` prints the failures only.
 
 Its thread only reads ``job.state`` and ``job.failure``: the scheduler knows nothing of it.
@@ -34,6 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from corral.core.job import Failure, FailureReason, JobState
+from corral.errors import log_command
 
 STYLES = {  # the scheduler's states, in the order a job goes through them
     JobState.WAITING: "dim",
@@ -55,6 +58,8 @@ class Shown(Protocol):
     def failure(self) -> Failure | None: ...
     @property
     def name(self) -> str: ...
+    @property
+    def identifier(self) -> str: ...
     @property
     def stderr(self) -> Path | str: ...
     @property
@@ -90,6 +95,7 @@ class Progress:
         quiet: bool = False,
         live: bool | None = None,
         title: str | None = None,
+        workspace: str | None = None,
         refresh_every: float = 0.25,
         summary_every: float = 30.0,
         max_running: int = 5,
@@ -97,12 +103,14 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._jobs = jobs
-        self.console = console if console is not None else Console()
+        self.console = console if console is not None else Console(stderr=True)
         self.quiet = quiet
         if live is None:
             live = self.console.is_terminal and not self.console.is_dumb_terminal
         self.live = live and not quiet
         self.title = title
+        self.workspace = workspace
+        """Named in the command a failure line gives for the job's stderr."""
         self.refresh_every = refresh_every
         self.summary_every = summary_every
         self.max_running = max_running
@@ -137,8 +145,9 @@ class Progress:
         self._thread = threading.Thread(target=self._run, name="corral-progress", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Refresh a last time, leave the display on screen and print a summary line.
+    def stop(self, *, summary: bool = True) -> None:
+        """Refresh a last time, leave the display on screen and print a summary line
+        (unless not ``summary``).
 
         Raises what made the refresh thread stop, if anything did.
         """
@@ -158,7 +167,7 @@ class Progress:
                     self.console.line()
         if self._error is not None:
             raise self._error
-        if not self.quiet:
+        if summary and not self.quiet:
             self.console.print(self._summary("corral:"), soft_wrap=True)
 
     def __enter__(self) -> Progress:
@@ -175,7 +184,8 @@ class Progress:
             self.stop()
             return
         with suppress(Exception):  # the exception already on its way matters more
-            self.stop()
+            # an interrupt says in its own line what goes on
+            self.stop(summary=not isinstance(exc, KeyboardInterrupt))
 
     def _run(self) -> None:
         while not self._stopping.wait(self.refresh_every):
@@ -311,7 +321,7 @@ class Progress:
             if message:
                 line.append(f"  {message}")
             parts.append(line)
-            parts.append(Text(f"    {_stderr(s.job)}", style="dim", overflow="fold"))
+            parts.append(Text(f"    {self._stderr(s.job)}", style="dim", overflow="fold"))
         more = failed[self.max_failures :]
         if more:
             deps = sum(_reason(s.failure) is FailureReason.DEPENDENCY for s in more)
@@ -331,8 +341,16 @@ class Progress:
         if seen.state is JobState.FAILED:
             message = _message(seen.failure)
             text.append(f"  {_reason(seen.failure).value}" + (f": {message}" if message else ""))
-            text.append(f"  stderr: {_stderr(job)}")
+            text.append(f"  stderr: {self._stderr(job)}")
         return text
+
+    def _stderr(self, job: Shown) -> str:
+        """Where to read the job's stderr: the command, given the workspace, else its path
+        (with its host when it is on another machine)."""
+        if self.workspace is not None:
+            return log_command(job.identifier, self.workspace)
+        where = getattr(getattr(job.launcher, "connector", None), "destination", None)
+        return f"{job.stderr} on {where}" if where is not None else str(job.stderr)
 
     def _maybe_summary(self) -> None:
         now = self._clock()
@@ -380,12 +398,6 @@ def _labels(launchers: Iterable[Any]) -> dict[Any, str]:
     return labels
 
 
-def _stderr(job: Shown) -> str:
-    """The job's stderr path, with its host when it is on another machine."""
-    where = getattr(getattr(job.launcher, "connector", None), "destination", None)
-    return f"{job.stderr} on {where}" if where is not None else str(job.stderr)
-
-
 def _reason(failure: Failure | None) -> FailureReason:
     return failure.reason if failure is not None else FailureReason.FAILED
 
@@ -404,3 +416,4 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+

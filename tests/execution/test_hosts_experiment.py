@@ -55,6 +55,9 @@ def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
                         progress=True):
             Record(name="ok", log=log).submit()
             Fail(how="raise", log=log).submit()
-    out = capsys.readouterr().out
-    assert "failed" in out and "Fail/" in out and "stderr" in out
+    captured = capsys.readouterr()
+    out = captured.err  # corral's lines go to stderr, the script's own output stays apart
+    assert "failed" in out and "Fail/" in out and "stderr: corral jobs log --err" in out
     assert "2 jobs" in out
+    assert out.splitlines()[-1] == "corral: progress: submitted 2 jobs (local)"
+    assert "corral:" not in captured.out

@@ -11,6 +11,7 @@ EXPECTED = {
     "ConnectorError",
     "Constant",
     "CorralError",
+    "ExperimentStopped",
     "HostKeyError",
     "Job",
     "JobFailedError",

@@ -133,11 +133,11 @@ def test_defaults_are_fresh_per_instance():
         ({"maybe": 1.5}, "Everything.maybe: expected int | None, got float"),
         ({"mode": "c"}, "Everything.mode: expected Literal['a', 'b'], got str"),
         ({"items": (1, 2)}, "Everything.items: expected list[int], got tuple"),
-        ({"items": [1, "2"]}, "expected list[int], got list (at items[1]: str)"),
+        ({"items": [1, "2"]}, "expected list[int], got list (at items[1]: str '2')"),
         ({"pair": (1, 2)}, "Everything.pair: expected tuple[int, str], got tuple"),
         ({"mapping": {1: 1}}, "Everything.mapping: expected dict[str, int], got dict"),
         ({"model": Documents(path="/x")}, "Everything.model: expected Model, got Documents"),
-        ({"models": [Model(), 3]}, "(at models[1]: int)"),
+        ({"models": [Model(), 3]}, "(at models[1]: int 3)"),
     ],
 )
 def test_wrong_type_names_class_param_expected_and_given(kwargs, message):

@@ -93,7 +93,7 @@ def test_states_from_markers_launch_records_and_pointers(ws):
     assert sorted(j.identifier[0] for j in list_jobs(ws, states={"failed", "lost"})) == [
         "1", "b", "d"
     ]
-    assert read_job(ws, TYPE, "9" * 64).state == "missing"
+    assert read_job(ws, TYPE, "9" * 64).state == "not submitted"
 
 
 def test_since_and_order(ws):
@@ -140,7 +140,7 @@ def test_experiments_runs_and_counts(ws):
     assert [r.run_id for r in xp.runs] == ["20240101-120000-1", "20240102-120000-2"]
     latest = xp.latest
     assert latest is not None and latest.run_id == "20240102-120000-2"
-    assert latest.counts == {"done": 1, "failed": 1, "missing": 1}
+    assert latest.counts == {"done": 1, "failed": 1, "not submitted": 1}
     assert latest.started == pytest.approx(time.mktime((2024, 1, 2, 12, 0, 0, 0, 0, -1)))
     assert xp.runs[0].final and xp.runs[0].counts == {"done": 1}
     with pytest.raises(ConfigError, match=r"no experiment 'nope' .*experiments: sweep\)$"):
