@@ -11,7 +11,8 @@
 # clusters come are exercised:
 #   1. mode sacct+cgroup (slurmdbd, enforced memory): every test but those marked no_sacct
 #      (tests/unit and tests/execution, which need no rig, in a second pytest beside it);
-#   2. mode squeue (no accounting): the quick SLURM tests again, and those marked no_sacct.
+#   2. mode squeue (no accounting): the SLURM launcher's and the rig's quick tests again,
+#      preemption, and those marked no_sacct.
 # With pytest args: one run, in CORRAL_RIG_MODE (default sacct+cgroup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,7 +80,12 @@ if ((rig && $# == 0)); then
     rm -f "$local_log"
     ((status)) || status=$local_status
     bash tests/rig/rig.sh up --mode squeue
-    python3 -m pytest --durations=25 -m "slurm and not (slow or sacct or cgroup) or no_sacct" ||
+    # Phase 2: where a cluster without accounting differs: the SLURM launcher's own tests
+    # (states from squeue alone, jobs forgotten after MinJobAge; over SSH in phase 1 only),
+    # the rig's, preemption.
+    python3 -m pytest --durations=15 -m "slurm and not (slow or sacct or cgroup) or no_sacct" \
+        -k "not OverSSH" tests/integration/test_slurm_launcher.py tests/integration/test_rig.py \
+        "tests/integration/test_cluster.py::test_a_preempted_resumable_task_checkpoints_and_finishes_from_its_checkpoint" ||
         { s=$?; ((status)) || status=$s; }
 else
     python3 -m pytest --durations=25 "$@" || status=$?
