@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.core.suggest import did_you_mean
 from corral.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -290,7 +291,8 @@ def build(spec: HostSpec, plugins: PluginManager) -> Launcher:
         )
     if spec.launcher not in registry:
         raise ConfigError(
-            f"{spec.where('launcher')}: host {name!r}: unknown launcher {spec.launcher!r}; "
+            f"{spec.where('launcher')}: host {name!r}: unknown launcher {spec.launcher!r}"
+            f"{did_you_mean(spec.launcher, registry.names())}; "
             f"registered: {', '.join(registry.names())}"
         )
     cls = registry.get(spec.launcher)
@@ -422,7 +424,8 @@ class HostsConfig:
             return self._hosts[name]
         except KeyError:
             known = ", ".join(self._hosts) or f"none (looked in {self.describe_search()})"
-            raise ConfigError(f"unknown host {name!r}; declared: {known}") from None
+            hint = did_you_mean(name, self._hosts)
+            raise ConfigError(f"unknown host {name!r}{hint}; declared: {known}") from None
 
     def build(self, name: str, plugins: PluginManager) -> Launcher:
         """The launcher of host ``name``, with the launcher types of ``plugins``."""

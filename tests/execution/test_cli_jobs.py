@@ -52,6 +52,16 @@ def finished(tmp_path, workspace, log) -> dict[str, str]:
     return {type(j.task).__name__: j.identifier for j in xp.jobs.values()}
 
 
+def test_a_mistyped_experiment_or_job_gets_the_closest_name(finished, workspace):
+    xp = CliRunner().invoke(cli, ["xp", "wait", "mixd", "-w", str(workspace)])
+    assert xp.exit_code == 1
+    assert xp.stderr.startswith("corral: error: no experiment 'mixd' (did you mean 'mixed'?)")
+    typo = "Recrod/" + finished["Record"][:12]
+    job = CliRunner().invoke(cli, ["jobs", "show", typo, "-w", str(workspace)])
+    assert job.exit_code == 1
+    assert f"(did you mean 'Record/{finished['Record'][:12]}'?)" in job.stderr, job.stderr
+
+
 def test_ls_lists_jobs_with_their_state(finished, workspace):
     out = corral("jobs", "ls", "-w", str(workspace)).output.splitlines()
     assert out[0].split() == ["ID", "TASK", "LAUNCHER", "HOST", "STATE", "SLURM", "AGE"]

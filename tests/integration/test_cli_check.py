@@ -197,7 +197,7 @@ def test_bad_declarations_and_options(hosts):
     assert lines["config"][0] == "FAIL"
     assert "unknown key 'gpu' for launcher 'local'" in lines["config"][1]
     code, lines, _ = check("nothere")
-    assert lines["config"] == ("FAIL", "unknown host 'nothere'; declared: here")
+    assert lines["config"] == ("FAIL", "unknown host 'nothere' (did you mean 'here'?); declared: here")
     result = CliRunner().invoke(cli, ["check", "here", "--min-free", "lots"])
     assert result.exit_code == 2
     assert "expected a size like 512M" in result.output
