@@ -71,11 +71,17 @@ def project(tmp_path: Path) -> Path:
     return path
 
 
+def _as_from_a_terminal() -> None:
+    # A session started in the background (`cmd &` in a script) ignores SIGINT, and so
+    # would the client: give it the disposition it has when started at a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(project: Path, script: str, ws: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, script, str(ws)], cwd=project, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=_as_from_a_terminal,
     )
 
 
