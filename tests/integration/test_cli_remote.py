@@ -43,7 +43,7 @@ def test_ls_and_log_follow_over_ssh(ssh_host, rig, workdir, tmp_path):
     with experiment(ws, "remote", launcher=launcher, wait=False) as xp:
         Talk(lines=8).submit()
     (job,) = xp.jobs.values()
-    listing = corral("jobs", "ls", "-w", str(ws)).output.splitlines()
+    listing = corral("jobs", "ls", "-w", str(ws)).stdout.splitlines()
     (row,) = [line.split() for line in listing[1:]]
     assert row[:5] == [job.identifier[:12], "Talk", "ssh", f"corraltest@127.0.0.1:{ssh_host.port}",
                        "running"]
@@ -51,11 +51,11 @@ def test_ls_and_log_follow_over_ssh(ssh_host, rig, workdir, tmp_path):
     out = corral("jobs", "log", "-f", job.identifier[:8], "-w", str(ws)).output
     assert out == "".join(f"line {i}\n" for i in range(8))
     assert time.monotonic() - started >= 0.8  # followed while the job wrote, then stopped
-    # the pointer still says running: xp wait asks the host, and brings it up to date
-    assert read_job(Workspace(ws), job.type_id, job.identifier).state == "running"
+    # following it to its end recorded how it ended: listings no longer say running
+    assert read_job(Workspace(ws), job.type_id, job.identifier).state == "done"
     waited = corral("xp", "wait", "remote", "--interval", "0.2", "-w", str(ws))
     assert waited.exit_code == 0 and waited.output.rstrip().endswith("1/1 done (1 done)")
-    assert corral("jobs", "ls", "-w", str(ws)).output.splitlines()[1].split()[4] == "done"
+    assert corral("jobs", "ls", "-w", str(ws)).stdout.splitlines()[1].split()[4] == "done"
     assert corral("jobs", "log", job.identifier[:8], "-w", str(ws)).output == out
     show = corral("jobs", "show", job.identifier[:8], "-w", str(ws)).output
     assert f"directory: corraltest@127.0.0.1:{ssh_host.port}:{job.directory}" in show
@@ -84,3 +84,36 @@ def test_kill_and_clean_over_ssh(ssh_host, rig, workdir, tmp_path):
     assert "2 of 2 removed" in cleaned
     assert not c.exists(str(forever.directory)) and not c.exists(str(fail.directory))
     assert not (ws / forever.relpath).exists()
+
+
+def test_ls_refresh_and_show_ask_the_host_and_record_what_it_says(ssh_host, rig, workdir,
+                                                                  tmp_path):
+    ws = tmp_path / "ws"
+    log = f"{workdir}-log.jsonl"
+    launcher = launcher_for(ssh_host, rig, workdir, cpu_slots=2)
+    with experiment(ws, "stale", launcher=launcher, wait=False) as xp:
+        Record(name="quick", sleep=0.2, log=log).submit()
+        Record(name="slow", sleep=60, log=log).submit()
+    quick, slow = xp.jobs.values()
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    deadline = time.monotonic() + 60
+    while not c.exists(f"{quick.directory}/.corral/done"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    def states(*args: str) -> dict[str, str]:
+        out = corral("jobs", "ls", *args, "-w", str(ws)).stdout.splitlines()
+        return {line.split()[0]: line.split()[4] for line in out[1:]}
+
+    ids = quick.identifier[:12], slow.identifier[:12]
+    assert states() == dict.fromkeys(ids, "running")  # the last known, from the client
+    refreshed = corral("jobs", "ls", "--refresh", "-w", str(ws))
+    assert refreshed.stderr.splitlines()[-1] == "2 jobs: 1 done, 1 running"
+    assert states("--refresh") == {ids[0]: "done", ids[1]: "running"}
+    assert states() == {ids[0]: "done", ids[1]: "running"}  # what the host said is recorded
+    show = corral("jobs", "show", ids[1], "-w", str(ws)).stdout
+    assert "state:     running\n" in show  # asked of the host: not "(last known)"
+    assert states("--task", "Record", "--xp", "stale") == {ids[0]: "done", ids[1]: "running"}
+    typo = CliRunner().invoke(cli, ["jobs", "ls", "--task", "Recrod", "-w", str(ws)])
+    assert typo.exit_code == 1
+    assert "no job of task 'Recrod' (did you mean 'Record'?)" in typo.stderr
