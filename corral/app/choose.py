@@ -21,8 +21,7 @@ from corral.app.plugins import Plugins
 from corral.core.capacity import parse_offer
 from corral.core.launcher import Launcher
 from corral.core.pool import FirstFit, LauncherPool
-from corral.core.suggest import did_you_mean
-from corral.errors import ConfigError, PluginError
+from corral.errors import ConfigError, PluginError, did_you_mean
 from corral.plugins.manager import PluginManager
 
 Choice = Launcher | LauncherPool

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.core.suggest import did_you_mean
-from corral.errors import ConfigError
+from corral.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector

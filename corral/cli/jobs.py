@@ -109,8 +109,7 @@ def _of_task(jobs: list[JobInfo], name: str) -> list[JobInfo]:
     """The jobs of the task ``name``; an unknown one names the tasks there are."""
     found = [j for j in jobs if name in (j.task, j.type_id)]
     if not found and jobs:
-        from corral.core.suggest import did_you_mean
-        from corral.errors import ConfigError
+        from corral.errors import ConfigError, did_you_mean
 
         tasks = sorted({j.task for j in jobs})
         raise ConfigError(

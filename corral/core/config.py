@@ -439,7 +439,7 @@ def _unknown_message(cls: type[Config], info: ClassInfo, name: str) -> str:
     settable = sorted(n for n, f in info.fields.items() if f.kind is not Kind.GENERATED)
     if name in info.generated:
         return f"{cls.__qualname__}.{name} is a generated path and cannot be given"
-    from corral.core.suggest import did_you_mean
+    from corral.errors import did_you_mean
 
     return (
         f"{cls.__qualname__}: unknown param {name!r}{did_you_mean(name, settable)}; "

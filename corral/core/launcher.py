@@ -74,8 +74,7 @@ class Origin:
 
 def check_retries(owner: str, retries: Mapping[str, int]) -> dict[FailureReason, int]:
     """A retry budget by failure reason (``{"node_fail": 1}``), each name and count checked."""
-    from corral.core.suggest import did_you_mean
-    from corral.errors import ConfigError
+    from corral.errors import ConfigError, did_you_mean
 
     if not isinstance(retries, Mapping):
         raise ConfigError(f"{owner}: retries must map failure reasons to counts, got {retries!r}")

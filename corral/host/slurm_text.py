@@ -296,7 +296,7 @@ REFUSED_OPTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 def explain_refusal(stderr: str, options: Sequence[str], partitions: Sequence[str] = ()) -> str:
     """What sbatch refused, in one line: its message, the options of ours it is about, and,
     for a partition, the valid ones (``partitions``, from ``sinfo``) with the closest."""
-    from corral.core.suggest import did_you_mean
+    from corral.errors import did_you_mean
 
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     message = lines[-1].strip() if lines else "no message"

@@ -26,9 +26,8 @@ from typing import Any
 from corral.core import procs
 from corral.core.job import Failure, JobState
 from corral.core.pointer import POINTER
-from corral.core.suggest import did_you_mean
 from corral.core.workspace import DONE, FAILED, LAUNCH, STATE_DIR, Workspace, marker_status
-from corral.errors import ConfigError
+from corral.errors import ConfigError, did_you_mean
 
 STATES: tuple[JobState, ...] = tuple(JobState)
 """Every state a job read from its files can be in, in the order listings count them (see
