@@ -324,9 +324,11 @@ def build(spec: HostSpec, plugins: PluginManager) -> Launcher:
     if connector is not None:
         options["connector"] = connector
     try:
-        return cls(**options)
+        launcher = cls(**options)
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"{spec.where()}: host {name!r}: {exc}") from exc
+    launcher.label = name
+    return launcher
 
 
 # --- the files -----------------------------------------------------------------------------

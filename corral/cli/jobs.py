@@ -43,7 +43,7 @@ def job_rows(jobs: list[JobInfo]) -> list[list[str]]:
             job.short,
             job.task,
             job.launcher or "-",
-            job.host or "-",
+            job.label or job.host or "-",
             job.reason,
             job.slurm_id or "-",
             format_age(job.age(now)),
@@ -153,7 +153,7 @@ def show_command(workspace: Workspace, job_id: str) -> None:
         facts.append(("message", job.failure.message))
     facts += [
         ("launcher", job.launcher or "-"),
-        ("host", job.host or "-"),
+        ("host", f"{job.label} ({job.host})" if job.label else job.host or "-"),
         ("slurm id", job.slurm_id or "-"),
         ("directory", where),
     ]

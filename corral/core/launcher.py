@@ -124,6 +124,8 @@ class Launcher(abc.ABC):
     seconds, so that they go out together (one SLURM array rather than several)."""
     follow_check_every: ClassVar[float] = 0.5
     """Seconds between two :meth:`poll` calls while :meth:`follow` streams a log."""
+    label: str | None = None
+    """The name it has in the hosts file (``gpubox``), shown in listings for its address."""
     cancel_grace: float = 10.0
     """Seconds between SIGTERM and SIGKILL when :meth:`cancel` signals processes itself
     (``corral jobs kill --grace`` sets it); a batch scheduler has its own."""

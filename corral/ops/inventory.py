@@ -46,6 +46,8 @@ class JobInfo:
     launcher: str | None = None
     host: str | None = None
     """Where the job runs: a host name, or ``user@host:port`` for a remote job."""
+    label: str | None = None
+    """The hosts-file name of the host it runs on (``gpubox``), if it has one."""
     location: str | None = None
     handle: Any = None
     remote_dir: str | None = None
@@ -229,6 +231,7 @@ def _remote(
         failure=failure,
         launcher=str(pointer.get("launcher") or "") or None,
         host=str(host) if host else None,
+        label=str(pointer["label"]) if pointer.get("label") else None,
         location=str(pointer.get("location") or "") or None,
         handle=pointer.get("handle"),
         remote_dir=str(remote_dir) if remote_dir else None,

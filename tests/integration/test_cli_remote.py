@@ -117,3 +117,25 @@ def test_ls_refresh_and_show_ask_the_host_and_record_what_it_says(ssh_host, rig,
     typo = CliRunner().invoke(cli, ["jobs", "ls", "--task", "Recrod", "-w", str(ws)])
     assert typo.exit_code == 1
     assert "no job of task 'Recrod' (did you mean 'Record'?)" in typo.stderr
+
+
+def test_a_host_of_the_hosts_file_is_listed_by_its_name(ssh_host, rig, workdir, tmp_path,
+                                                        monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    hosts = tmp_path / "xdg" / "corral" / "hosts.toml"
+    hosts.parent.mkdir(parents=True)
+    hosts.write_text(
+        "[hosts.gpubox]\n"
+        'launcher = "ssh"\n'
+        f'workdir = "{workdir}"\n'
+        f'python = "{rig.python}"\n'
+        f'ssh = {{ host = "{ssh_host.alias}", config_file = "{ssh_host.ssh_config}" }}\n'
+    )
+    ws = tmp_path / "ws"
+    with experiment(ws, "named", launcher="gpubox") as xp:
+        Record(name="r", log=f"{workdir}-log.jsonl").submit()
+    (job,) = xp.jobs.values()
+    listing = corral("jobs", "ls", "-w", str(ws)).stdout.splitlines()
+    assert listing[1].split()[2:5] == ["ssh", "gpubox", "done"]
+    show = corral("jobs", "show", job.identifier[:8], "-w", str(ws)).stdout
+    assert f"host:      gpubox (corraltest@127.0.0.1:{ssh_host.port})\n" in show
