@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -139,3 +143,40 @@ def test_a_host_of_the_hosts_file_is_listed_by_its_name(ssh_host, rig, workdir, 
     assert listing[1].split()[2:5] == ["ssh", "gpubox", "done"]
     show = corral("jobs", "show", job.identifier[:8], "-w", str(ws)).stdout
     assert f"host:      gpubox (corraltest@127.0.0.1:{ssh_host.port})\n" in show
+
+
+WHY_SCRIPT = """
+import sys
+from corral import experiment
+from corral.connectors.ssh import SSHConnector
+from corral.launchers.local import LocalLauncher
+from corral.launchers.ssh import SSHLauncher
+from tests.execution.tasks import Record
+
+ws, where, alias, config, workdir, python, log = sys.argv[1:]
+if __name__ == "__main__":
+    if where == "local":
+        launcher = LocalLauncher(cpu_slots=1)
+    else:
+        launcher = SSHLauncher(SSHConnector(alias, config_file=config), workdir=workdir,
+                               python=python)
+    with experiment(ws, "moved", launcher=launcher):
+        Record(name="r", log=log).submit()
+"""
+
+
+def test_why_says_a_job_done_on_another_launcher_runs_again(ssh_host, rig, workdir, tmp_path):
+    script = tmp_path / "moved.py"
+    script.write_text(WHY_SCRIPT)
+    ws = tmp_path / "ws"
+    args = [str(ws), "local", ssh_host.alias, str(ssh_host.ssh_config), workdir, rig.python,
+            str(tmp_path / "log")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.run([sys.executable, str(script), *args], check=True, env=env, timeout=120)
+    args[1] = "ssh"
+    why = subprocess.run([sys.executable, "-m", "corral", "why", str(script), *args],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert why.returncode == 0, why.stderr
+    assert "done on local on " in why.stdout, why.stdout
+    assert (f"this run submits it to ssh on corraltest@127.0.0.1:{ssh_host.port}, where it is "
+            "not done: it would run again there") in why.stdout
