@@ -177,7 +177,10 @@ class Bench:
                 tools.append(peer)
             else:
                 self.note(f"P3: {peer} not installed, skipped")
-        runs = slurm_tasks.run_tools(n, tools)
+        failed: dict[str, str] = {}
+        runs = slurm_tasks.run_tools(n, tools, failed=failed)
+        if "corral" not in runs:
+            raise RuntimeError(f"corral's run {failed.get('corral', 'did not happen')}")
         slurm_tasks.show(runs, n, 1)
         self.raw["P3"] = {
             tool: {"wall": r.wall, "rpcs": r.total_rpcs, "commands": dict(r.commands)}
@@ -202,6 +205,10 @@ class Bench:
                 met = met and ours.wall <= r.wall
             self.rows.append(Row("P3", what, cell(ours), tool, cell(r), r.wall / ours.wall,
                                  "≤ 1.5 RPC/task; wall ≤ submitit's", met))
+        for tool, why in failed.items():  # in the table, as what happened
+            self.raw["P3"][tool] = {"failed": why}
+            self.rows.append(Row("P3", what, cell(ours), tool, why, None,
+                                 "≤ 1.5 RPC/task; wall ≤ submitit's", None))
 
     # --- P4 ------------------------------------------------------------------------------
 
@@ -311,7 +318,8 @@ def plot(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> N
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
+def main() -> int:
+    """Run the benchmarks asked for; 0, 1 when one failed, 130 when interrupted."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--quick", action="store_true", help="smaller sizes (under 10 minutes)")
@@ -339,20 +347,39 @@ def main() -> None:
           f"{info['os']}, Python {info['python']}", flush=True)
     print("peers: " + ", ".join(f"{m} {v or 'not installed'}" for m, v in versions.items()))
     started = time.perf_counter()
-    for name in BENCHMARKS:
-        if name in only:
-            print(f"{name} ...", flush=True)
-            t = time.perf_counter()
-            getattr(bench, name.lower())()
-            print(f"{name} took {time.perf_counter() - t:.0f} s", flush=True)
-    elapsed = time.perf_counter() - started
+    status = 0
+    try:
+        for name in BENCHMARKS:
+            if name in only:
+                print(f"{name} ...", flush=True)
+                t = time.perf_counter()
+                try:
+                    getattr(bench, name.lower())()
+                except KeyboardInterrupt:
+                    bench.note(f"{name}: interrupted; what was measured before is below")
+                    raise
+                except (Exception, SystemExit) as exc:  # the others still run
+                    reason = str(exc).strip().splitlines() or [type(exc).__name__]
+                    bench.note(f"{name}: failed: {reason[-1]}")
+                    status = 1
+                print(f"{name} took {time.perf_counter() - t:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        status = 130  # the table and the JSON of what was measured, still
+    finally:
+        report(bench, args, mode, info, versions, time.perf_counter() - started)
+    return status
+
+
+def report(bench: Bench, args: argparse.Namespace, mode: str, info: dict[str, str],
+           versions: dict[str, str | None], elapsed: float) -> None:
+    """Print the table and notes; write the plot and the JSON asked for."""
     print()
     print(f"ratio = reference ÷ corral, per task or per op (> 1: corral is faster); "
           f"{mode} run, {elapsed:.0f} s")
     print(table(bench.rows))
     for note in bench.notes:
         print(f"- {note}")
-    if args.plot:
+    if args.plot and bench.curves["P1"]:
         plot(bench.curves, args.plot)
         print(f"plot: {args.plot}")
     if args.json:

@@ -190,8 +190,21 @@ def read_log(log: Path) -> tuple[Counter[str], list[str]]:
     return commands, ids
 
 
+class PeerFailed(Exception):
+    """A tool's run failed or passed its time limit: reported as such, the others go on."""
+
+
+def time_limit(tasks: int) -> float:
+    """Seconds a tool's run of ``tasks`` may take (each of corral and submitit needs well under
+    a tenth of it on the rig; experimaestro, polling sacct each minute, about half)."""
+    return 120 + 1.5 * tasks
+
+
 def measure(tool: str, tasks: int, args: argparse.Namespace, environ: dict[str, str]) -> Run:
-    """One run of ``tool`` in a fresh workspace; its jobs cancelled and files removed after."""
+    """One run of ``tool`` in a fresh workspace; its jobs cancelled and files removed after.
+
+    :raises PeerFailed: it failed, or was still running after :func:`time_limit`.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f"corral-p3-{tool}-"))
     log, bindir = tmp / "calls.log", tmp / "bin"
     write_wrappers(bindir, log)
@@ -206,15 +219,19 @@ def measure(tool: str, tasks: int, args: argparse.Namespace, environ: dict[str, 
     }
     queue_before = queue_length(environ)
     slurm(["sdiag", "--reset"], environ)
+    limit = time_limit(tasks)
     try:
-        done = subprocess.run(argv, env=child_env, cwd=REPO, capture_output=True, text=True,
-                              timeout=300 + 3 * tasks)
+        try:
+            done = subprocess.run(argv, env=child_env, cwd=REPO, capture_output=True,
+                                  text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise PeerFailed(f"timed out after {limit:.0f} s") from None
         time.sleep(SETTLE)
         rpcs = controller_rpcs(environ)
         queue_after = queue_length(environ)
         if done.returncode != 0:
-            tail = "\n".join(done.stderr.splitlines()[-15:])
-            raise SystemExit(f"{tool} failed (exit {done.returncode}):\n{tail}")
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PeerFailed(f"failed (exit {done.returncode}): {tail}")
         report = json.loads(done.stdout.strip().splitlines()[-1])
         commands, _ = read_log(log)
         return Run(tool, report["wall"], commands, rpcs, queue_before, queue_after,
@@ -283,9 +300,25 @@ def main() -> None:
     unknown = set(tools) - set(TOOLS)
     if unknown:
         parser.error(f"unknown tool {sorted(unknown)[0]!r}; valid: {', '.join(TOOLS)}")
-    runs = run_tools(args.tasks, tools, repeat=args.repeat, xpm_interval=args.xpm_interval)
+    failed: dict[str, str] = {}
+    runs = run_tools(args.tasks, tools, repeat=args.repeat, xpm_interval=args.xpm_interval,
+                     failed=failed)
     if runs:
         show(runs, args.tasks, args.repeat)
+    for tool, why in failed.items():
+        print(f"  {tool}: {why}")
+
+
+def needs_sacct(tool: str) -> bool:
+    """Whether ``tool`` learns that its jobs ended only from ``sacct`` (experimaestro): on the
+    rig's squeue mode it would wait without end."""
+    return tool == "experimaestro"
+
+
+def rig_has_sacct() -> bool:
+    env = REPO / ".rig" / "rig.env"
+    lines = env.read_text().splitlines() if env.is_file() else []
+    return "CORRAL_RIG_SACCT=1" in (line.strip() for line in lines)
 
 
 def unavailable() -> str | None:
@@ -298,22 +331,35 @@ def unavailable() -> str | None:
 
 
 def run_tools(
-    tasks: int, tools: list[str], *, repeat: int = 1, xpm_interval: float | None = None
+    tasks: int, tools: list[str], *, repeat: int = 1, xpm_interval: float | None = None,
+    failed: dict[str, str] | None = None,
 ) -> dict[str, Run]:
-    """The median run of each tool, in the order of TOOLS; a peer not installed is skipped."""
+    """The median run of each tool, in the order of TOOLS; a peer not installed is skipped.
+    A tool that fails or passes its time limit is left out, and why goes in ``failed``."""
     reason = unavailable()
     if reason is not None:
         raise SystemExit(reason)
     environ = rig_environ()
     args = argparse.Namespace(xpm_interval=xpm_interval)
     runs: dict[str, Run] = {}
+    failed = failed if failed is not None else {}
     for tool in tools:
         if tool != "corral" and importlib.util.find_spec(tool) is None:
             print(f"skipping {tool}: not installed for {sys.executable} "
                   f"(pip install -e .[bench])")
             continue
-        print(f"running {tool}: {tasks} tasks x {repeat} ...", flush=True)
-        runs[tool] = median_run([measure(tool, tasks, args, environ) for _ in range(repeat)])
+        if needs_sacct(tool) and not rig_has_sacct():
+            failed[tool] = ("not run: it needs sacct, and the rig runs without accounting "
+                            "(sudo bash tests/rig/rig.sh up --mode sacct)")
+            print(f"skipping {tool}: {failed[tool]}", flush=True)
+            continue
+        print(f"running {tool}: {tasks} tasks x {repeat} (limit {time_limit(tasks):.0f} s)...",
+              flush=True)
+        try:
+            runs[tool] = median_run([measure(tool, tasks, args, environ) for _ in range(repeat)])
+        except PeerFailed as exc:
+            failed[tool] = str(exc)
+            print(f"  {tool}: {exc}", flush=True)
     return {t: runs[t] for t in TOOLS if t in runs}
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ so the original stays available as ``__cause__``::
 
 from __future__ import annotations
 
+import difflib
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 
@@ -127,3 +128,16 @@ class JobFailedError(CorralError):
         self.failures = list(failures)
         lines = "\n".join(f"  {f}" for f in self.failures)
         super().__init__(f"{len(self.failures)} job(s) failed:\n{lines}")
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name most like ``name``, when one is close enough to be a likely typo."""
+    found = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` when a valid name is close to ``name``, else ``""``: the
+    hint every error about a mistyped name carries."""
+    match = closest(name, valid)
+    return f" (did you mean {match!r}?)" if match is not None else ""

@@ -20,7 +20,9 @@ code, and types the page's commands at a terminal of their own, answering each
 ``Verification code:`` with the code of the moment, as the reader would. Each page has its
 own runtime directory (``XDG_RUNTIME_DIR``), whose shared SSH connections are closed after.
 ``<!-- docs: remote PATH... -->`` names what the page creates on the host: removed before
-and after.
+and after. ``<!-- docs: needs venv -->`` gives the page a virtual environment of its own
+(seeing the installed packages, as ``--system-site-packages`` does): its ``python``, ``pip``
+and ``corral`` are first on ``PATH``, so that what the page ``pip install``s stays there.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ REMOTE_VENV = "venv"  # ~/venv on the host
 FIXTURES = {"ssh": "ssh_host", "slurm": "slurm_cluster", "2fa": "logins"}
 """What a page's ``needs`` asks of the rig."""
 MARKERS = {"ssh": "ssh", "slurm": "slurm", "2fa": "ssh"}
+LOCAL_NEEDS = {"venv"}
+"""Needs met on this machine, without the rig."""
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*?)\s*$")
 DIRECTIVE = re.compile(r"^\s*<!--\s*docs:\s*(?P<words>.*?)\s*-->\s*$")
@@ -167,7 +171,7 @@ def page_params() -> list[object]:
     for page in PAGES:
         if not page.steps:
             continue
-        marks = [getattr(pytest.mark, MARKERS[need]) for need in sorted(page.needs)]
+        marks = [getattr(pytest.mark, MARKERS[need]) for need in sorted(page.needs - LOCAL_NEEDS)]
         params.append(pytest.param(page, marks=marks, id=str(page.path.relative_to(DOCS))))
     return params
 
@@ -184,13 +188,16 @@ def client_environ(home: Path, bindir: Path) -> dict[str, str]:
     return env
 
 
-def make_bin(bindir: Path, ssh_config: Path | None) -> None:
-    """``python`` is this interpreter, ``corral`` its CLI; ``ssh``/``scp`` read HOME's config."""
+def make_bin(bindir: Path, ssh_config: Path | None, python: str = sys.executable) -> None:
+    """``python`` (this interpreter, or a venv's), ``pip`` and ``corral`` run with it;
+    ``ssh``/``scp`` read HOME's config."""
     bindir.mkdir()
+    py = shlex.quote(python)
     scripts = {
-        "python": f'exec {shlex.quote(sys.executable)} "$@"',
-        "python3": f'exec {shlex.quote(sys.executable)} "$@"',
-        "corral": f'exec {shlex.quote(sys.executable)} -c "from corral.cli import main; main()" "$@"',
+        "python": f'exec {py} "$@"',
+        "python3": f'exec {py} "$@"',
+        "pip": f'exec {py} -m pip "$@"',
+        "corral": f'exec {py} -c "from corral.cli import main; main()" "$@"',
     }
     if ssh_config is not None:  # OpenSSH reads the passwd home's config, not $HOME's
         for tool in ("ssh", "scp"):
@@ -321,8 +328,14 @@ def test_page_examples_run(page: Page, tmp_path: Path, request: pytest.FixtureRe
     rig: Rig | None = None
     ssh_config = None
     code = None
-    if page.needs:
-        for need in page.needs:
+    python = sys.executable
+    if "venv" in page.needs:  # the page's own: what it installs stays in tmp_path
+        venv = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                        str(venv)], check=True, capture_output=True, timeout=120)
+        python = str(venv / "bin" / "python")
+    if page.needs - LOCAL_NEEDS:
+        for need in page.needs - LOCAL_NEEDS:
             request.getfixturevalue(FIXTURES[need])
         rig = request.getfixturevalue("rig")
         ssh_config = ssh_setup(home, rig, two_factor="2fa" in page.needs)
@@ -330,7 +343,7 @@ def test_page_examples_run(page: Page, tmp_path: Path, request: pytest.FixtureRe
             code = request.getfixturevalue("logins").code
         remote_clean(rig, page.remote)
         remote_venv(rig)
-    make_bin(bindir, ssh_config)
+    make_bin(bindir, ssh_config, python)
     env = client_environ(home, bindir)
     # a runtime directory of the page's own, as a login gives one (short: it holds sockets)
     runtime = Path(tempfile.mkdtemp(prefix="corral-docs-", dir="/tmp"))
@@ -352,7 +365,7 @@ def test_the_convention_finds_examples() -> None:
     assert {"getting-started.md", "concepts.md", "tutorials/slurm.md", "tutorials/ssh.md",
             "plugins.md"} <= run
     for page in PAGES:
-        assert page.needs <= set(FIXTURES), page.path
+        assert page.needs <= set(FIXTURES) | LOCAL_NEEDS, page.path
         for block in page.blocks:
             assert block.directive in ("", "run", "skip"), block.where
 

@@ -21,7 +21,7 @@ from corral.app.plugins import Plugins
 from corral.core.capacity import parse_offer
 from corral.core.launcher import Launcher
 from corral.core.pool import FirstFit, LauncherPool
-from corral.errors import ConfigError, PluginError
+from corral.errors import ConfigError, PluginError, did_you_mean
 from corral.plugins.manager import PluginManager
 
 Choice = Launcher | LauncherPool
@@ -85,7 +85,8 @@ class Launchers:
         if options:
             if name not in hosts:
                 known = ", ".join(registry.names())
-                raise PluginError(f"unknown launcher {name!r}; known: {known}")
+                hint = did_you_mean(name, [*registry.names(), *hosts.names()])
+                raise PluginError(f"unknown launcher {name!r}{hint}; known: {known}")
             raise ConfigError(
                 f"launcher {name!r}: options go with a launcher type "
                 f"({', '.join(registry.names())}), not with a host name"
@@ -112,8 +113,9 @@ def launcher(
         built: Launcher = factory()
         return built
     hosts = ", ".join(config.names()) or f"none (looked in {config.describe_search()})"
+    hint = did_you_mean(str(name), [*config.names(), *plugins.launchers.names()])
     raise ConfigError(
-        f"unknown host {name!r}; declared hosts: {hosts}; launcher types: "
+        f"unknown host {name!r}{hint}; declared hosts: {hosts}; launcher types: "
         f"{', '.join(plugins.launchers.names())}"
     )
 

@@ -242,7 +242,8 @@ class Experiment:
         elif planned.state != "done":  # `corral why SCRIPT`: why each job would run
             from corral.ops.explain import explain
 
-            print(explain(job.task, self.workspace).render() + "\n", flush=True)
+            going = job.launcher.submitted([job])  # a done match is done elsewhere
+            print(explain(job.task, self.workspace, going_to=going).render() + "\n", flush=True)
 
     def wait(self) -> None:
         """Wait for every job submitted so far; raise JobFailedError if any failed."""

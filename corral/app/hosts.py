@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.errors import ConfigError
+from corral.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from corral.connectors.base import Connector
@@ -290,7 +290,8 @@ def build(spec: HostSpec, plugins: PluginManager) -> Launcher:
         )
     if spec.launcher not in registry:
         raise ConfigError(
-            f"{spec.where('launcher')}: host {name!r}: unknown launcher {spec.launcher!r}; "
+            f"{spec.where('launcher')}: host {name!r}: unknown launcher {spec.launcher!r}"
+            f"{did_you_mean(spec.launcher, registry.names())}; "
             f"registered: {', '.join(registry.names())}"
         )
     cls = registry.get(spec.launcher)
@@ -323,9 +324,11 @@ def build(spec: HostSpec, plugins: PluginManager) -> Launcher:
     if connector is not None:
         options["connector"] = connector
     try:
-        return cls(**options)
+        launcher = cls(**options)
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"{spec.where()}: host {name!r}: {exc}") from exc
+    launcher.label = name
+    return launcher
 
 
 # --- the files -----------------------------------------------------------------------------
@@ -422,7 +425,8 @@ class HostsConfig:
             return self._hosts[name]
         except KeyError:
             known = ", ".join(self._hosts) or f"none (looked in {self.describe_search()})"
-            raise ConfigError(f"unknown host {name!r}; declared: {known}") from None
+            hint = did_you_mean(name, self._hosts)
+            raise ConfigError(f"unknown host {name!r}{hint}; declared: {known}") from None
 
     def build(self, name: str, plugins: PluginManager) -> Launcher:
         """The launcher of host ``name``, with the launcher types of ``plugins``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def job_rows(jobs: list[JobInfo]) -> list[list[str]]:
             job.short,
             job.task,
             job.launcher or "-",
-            job.host or "-",
+            job.label or job.host or "-",
             job.reason,
             job.slurm_id or "-",
             format_age(job.age(now)),
@@ -63,35 +64,96 @@ JOB_HEADERS = ("ID", "TASK", "LAUNCHER", "HOST", "STATE", "SLURM", "AGE")
     help="Only jobs in this state (repeatable).",
 )
 @click.option("--since", default=None, help="Only jobs launched since: 2h, 30m, 1d or an ISO date.")
+@click.option("--xp", "xp_name", default=None, help="Only the jobs of this experiment (any run).")
+@click.option("--task", "task_name", default=None,
+              help="Only the jobs of this task (class name or full type id).")
+@click.option("--refresh", is_flag=True,
+              help="Ask the hosts of remote jobs not known final (one round trip per host) "
+              "and record what they answer.")
 @workspace_option
-def ls_command(workspace: Workspace, states: tuple[str, ...], since: str | None) -> None:
-    """List jobs, oldest first (remote jobs show their last known state)."""
+def ls_command(
+    workspace: Workspace,
+    states: tuple[str, ...],
+    since: str | None,
+    xp_name: str | None,
+    task_name: str | None,
+    refresh: bool,
+) -> None:
+    """List jobs, oldest first (remote jobs show their last known state unless --refresh),
+    then how many there are by state (on stderr)."""
     cutoff = parse_since(since) if since is not None else None
-    jobs = list_jobs(workspace, states=states or None, since=cutoff)
+    jobs = list_jobs(workspace, states=None if refresh else states or None, since=cutoff)
+    if xp_name is not None:
+        from corral.ops.inventory import read_experiment
+
+        members = {j.identifier for run in read_experiment(workspace, xp_name).runs
+                   for j in run.jobs}
+        jobs = [j for j in jobs if j.identifier in members]
+    if task_name is not None:
+        jobs = _of_task(jobs, task_name)
+    if refresh:
+        jobs, _ = _refreshed(workspace, jobs)
+        if states:
+            jobs = [j for j in jobs if j.state in states]
     if not jobs:
-        click.echo(f"no jobs in {workspace.root}" + (" matching" if states or since else ""))
+        filtered = states or since or xp_name or task_name
+        click.echo(f"no jobs in {workspace.root}" + (" matching" if filtered else ""))
         return
     print_table(JOB_HEADERS, job_rows(jobs))
+    counts = Counter(j.state.value for j in jobs)
+    by_state = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    click.echo(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {by_state}", err=True)
+
+
+def _of_task(jobs: list[JobInfo], name: str) -> list[JobInfo]:
+    """The jobs of the task ``name``; an unknown one names the tasks there are."""
+    found = [j for j in jobs if name in (j.task, j.type_id)]
+    if not found and jobs:
+        from corral.errors import ConfigError, did_you_mean
+
+        tasks = sorted({j.task for j in jobs})
+        raise ConfigError(
+            f"no job of task {name!r}{did_you_mean(name, tasks)}; tasks: {', '.join(tasks)}"
+        )
+    return found
+
+
+def _refreshed(workspace: Workspace, jobs: list[JobInfo]) -> tuple[list[JobInfo], bool]:
+    """``jobs`` as their hosts see them now (what they answer is recorded), and whether
+    they answered; a host out of reach leaves its jobs at their last known state."""
+    from corral.errors import ConnectorError, SubmissionError
+    from corral.ops import control
+
+    try:
+        return control.refresh(workspace, jobs, Plugins()), True
+    except (ConnectorError, SubmissionError) as exc:
+        click.echo(f"corral: warning: {exc}; states are the last known", err=True)
+        return jobs, False
 
 
 @jobs_group.command("show")
 @click.argument("job_id")
 @workspace_option
 def show_command(workspace: Workspace, job_id: str) -> None:
-    """Params, paths, script and environment of a job."""
+    """Params, paths, script and environment of a job (a remote job's state asked of its
+    host)."""
     job = find_job(workspace, job_id)
+    asked = False
+    if job.remote and not job.final:
+        (job,), asked = _refreshed(workspace, [job])
     where = f"{job.host}:{job.directory}" if job.remote else job.directory
     facts = [
         ("job", job.name),
         ("identity", job.identifier),
         ("task", job.type_id),
-        ("state", job.reason + (" (last known)" if job.remote and not job.final else "")),
+        ("state", job.reason + (" (last known)" if job.remote and not job.final and not asked
+                                else "")),
     ]
     if job.failure is not None and job.failure.message:
         facts.append(("message", job.failure.message))
     facts += [
         ("launcher", job.launcher or "-"),
-        ("host", job.host or "-"),
+        ("host", f"{job.label} ({job.host})" if job.label else job.host or "-"),
         ("slurm id", job.slurm_id or "-"),
         ("directory", where),
     ]
@@ -216,6 +278,8 @@ def log_command(workspace: Workspace, job_id: str, follow: bool, err: bool) -> N
         return
     for chunk in control.follow_log(workspace, job, plugins, stderr=err):
         click.echo(chunk, nl=False)
+    if job.remote:  # it ended: record how, so that listings stop saying "running"
+        _refreshed(workspace, [find_job(workspace, job.identifier)])
 
 
 @jobs_group.command("kill")

@@ -196,3 +196,20 @@ def auth_methods(entry: dict[str, Any]) -> tuple[str, ...]:
         "password": entry.get("passwordauthentication", "yes"),
     }
     return tuple(m for m in methods if m in AUTH_METHODS and str(off.get(m, "yes")).lower() != "no")
+
+
+def unknown_alias_hint(dest: Destination) -> str:
+    """Why a host name that does not resolve may be a mistyped alias: ``" ('gpubxo' is not a
+    Host of ~/.ssh/config (did you mean 'gpubox'?); Hosts there: gpubox, mycluster)"``; ""
+    when the config names it (its HostName then is what did not resolve)."""
+    from corral.errors import did_you_mean
+
+    config, path = load_config(dest.config_file)
+    hosts = sorted(
+        h for h in config.get_hostnames() if not any(c in h for c in "*?!") and h != "*"
+    )
+    if dest.alias in hosts or dest.hostname != dest.alias:
+        return ""
+    where = path or f"{DEFAULT_CONFIG} (there is none)"
+    listed = f"; Hosts there: {', '.join(hosts)}" if hosts else ""
+    return f" ({dest.alias!r} is not a Host of {where}{did_you_mean(dest.alias, hosts)}{listed})"

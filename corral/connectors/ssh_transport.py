@@ -37,7 +37,7 @@ from corral.connectors.ssh_auth import (
     open_shared_hint,
     terminal_or_none,
 )
-from corral.connectors.ssh_config import Destination, resolve
+from corral.connectors.ssh_config import Destination, resolve, unknown_alias_hint
 from corral.errors import AuthenticationError, ConnectorError, HostKeyError, LoginNeeded
 
 CHUNK = 65536
@@ -195,6 +195,9 @@ class _Link:
         where = f"{dest} (ssh alias {dest.alias!r})" if dest.alias != dest.hostname else str(dest)
         try:
             sock = self._socket()
+        except socket.gaierror as exc:  # the name does not resolve: a mistyped alias?
+            hint = unknown_alias_hint(dest)
+            raise ConnectorError(f"cannot connect to {where}: {exc}{hint}") from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise ConnectorError(f"cannot connect to {where}: {exc}") from exc
         transport = paramiko.Transport(sock)

@@ -439,7 +439,12 @@ def _unknown_message(cls: type[Config], info: ClassInfo, name: str) -> str:
     settable = sorted(n for n, f in info.fields.items() if f.kind is not Kind.GENERATED)
     if name in info.generated:
         return f"{cls.__qualname__}.{name} is a generated path and cannot be given"
-    return f"{cls.__qualname__}: unknown param {name!r}; valid: {', '.join(settable) or '(none)'}"
+    from corral.errors import did_you_mean
+
+    return (
+        f"{cls.__qualname__}: unknown param {name!r}{did_you_mean(name, settable)}; "
+        f"valid: {', '.join(settable) or '(none)'}"
+    )
 
 
 def generated_path(config: Config, f: FieldInfo) -> GeneratedPath:

@@ -274,7 +274,7 @@ class Resources:
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked here, so that a submit hook's mistake is refused on its own line.
         if name not in self.FIELDS:
-            from corral.core.suggest import did_you_mean
+            from corral.errors import did_you_mean
 
             valid = ", ".join(sorted(self.FIELDS))
             hint = did_you_mean(name, self.FIELDS)

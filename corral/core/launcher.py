@@ -74,8 +74,7 @@ class Origin:
 
 def check_retries(owner: str, retries: Mapping[str, int]) -> dict[FailureReason, int]:
     """A retry budget by failure reason (``{"node_fail": 1}``), each name and count checked."""
-    from corral.core.suggest import did_you_mean
-    from corral.errors import ConfigError
+    from corral.errors import ConfigError, did_you_mean
 
     if not isinstance(retries, Mapping):
         raise ConfigError(f"{owner}: retries must map failure reasons to counts, got {retries!r}")
@@ -125,6 +124,8 @@ class Launcher(abc.ABC):
     seconds, so that they go out together (one SLURM array rather than several)."""
     follow_check_every: ClassVar[float] = 0.5
     """Seconds between two :meth:`poll` calls while :meth:`follow` streams a log."""
+    label: str | None = None
+    """The name it has in the hosts file (``gpubox``), shown in listings for its address."""
     cancel_grace: float = 10.0
     """Seconds between SIGTERM and SIGKILL when :meth:`cancel` signals processes itself
     (``corral jobs kill --grace`` sets it); a batch scheduler has its own."""

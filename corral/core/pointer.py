@@ -54,6 +54,7 @@ def write_pointer(workspace: Workspace, job: Job, status: Status) -> None:
             "location": job.launcher.location(workspace),
             **job.launcher.connector.describe(),
             "remote_dir": str(job.directory),
+            **({"label": job.launcher.label} if job.launcher.label else {}),
             "handle": job.handle if job.handle is not None else data.get("handle"),
         }
     )

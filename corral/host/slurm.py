@@ -32,7 +32,14 @@ from corral.core.job import Deferred
 from corral.core.workspace import LAUNCH, Writer, read_json, state_dir
 from corral.errors import SubmissionError
 from corral.host.protocol import SbatchSpec
-from corral.host.slurm_text import ACTIVE, array_wrapper, parse_states, squeue_answered
+from corral.host.slurm_text import (
+    ACTIVE,
+    array_wrapper,
+    explain_refusal,
+    parse_partition_names,
+    parse_states,
+    squeue_answered,
+)
 
 SUBMITTING = "submitting.json"
 LIMIT = re.compile(
@@ -127,9 +134,13 @@ def sbatch_spawn(spec: SbatchSpec, write: Writer) -> Callable[[list[Path]], list
                     (state_dir(job_dir) / SUBMITTING).unlink()
             if LIMIT.search(done.stderr) or TRANSIENT.search(done.stderr):
                 raise Deferred(done.stderr.strip())
+            partitions: list[str] = []
+            if "partition" in done.stderr.lower():  # the valid ones, in this same round trip
+                listed = _run(["sinfo", "-h", "-o", "%R"])
+                partitions = parse_partition_names(listed.stdout) if listed.returncode == 0 else []
             raise SubmissionError(
-                "sbatch refused the job", argv=argv, returncode=done.returncode, stderr=done.stderr
-            )
+                explain_refusal(done.stderr, spec["options"], partitions), argv=argv
+            )  # the message holds sbatch's words
         array = done.stdout.strip().split(";")[0]
         return [_handle(array, index, token, str(wrapper)) for index in range(len(dirs))]
 

@@ -277,3 +277,44 @@ def parse_partitions(text: str) -> dict[str, Partition]:
 def _int(text: str) -> int:
     digits = text.strip().rstrip("+")
     return int(digits) if digits.isdigit() else 0
+
+
+REFUSED_OPTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("invalid partition", ("--partition",)),
+    ("invalid account", ("--account", "--partition")),
+    ("invalid qos", ("--qos",)),
+    ("time limit", ("--time",)),
+    ("generic resource", ("--gres", "--gpus", "--gpus-per-node", "--gpus-per-task")),
+    ("memory", ("--mem", "--mem-per-cpu", "--mem-per-gpu")),
+    ("node configuration", ("--gres", "--gpus", "--constraint", "--mem", "--cpus-per-task")),
+    ("invalid feature", ("--constraint",)),
+    ("node count", ("--nodes",)),
+)
+"""SLURM's refusal messages (a lowercase part of them) and the options they refuse."""
+
+
+def explain_refusal(stderr: str, options: Sequence[str], partitions: Sequence[str] = ()) -> str:
+    """What sbatch refused, in one line: its message, the options of ours it is about, and,
+    for a partition, the valid ones (``partitions``, from ``sinfo``) with the closest."""
+    from corral.errors import did_you_mean
+
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    message = lines[-1].strip() if lines else "no message"
+    message = re.sub(r"^sbatch: error: (Batch job submission failed: )?", "", message)
+    lowered = message.lower()
+    named: list[str] = []
+    for words, names in REFUSED_OPTIONS:
+        if words in lowered:
+            named = [o for o in options if o.split("=", 1)[0] in names]
+            break
+    text = f"sbatch refused {', '.join(named)}: {message}" if named else f"sbatch: {message}"
+    if partitions and "partition" in lowered:
+        given = next((o.split("=", 1)[1] for o in named if o.startswith("--partition=")), "")
+        text += f"; partitions: {', '.join(partitions)}"
+        text += did_you_mean(given, partitions) if given else ""
+    return text
+
+
+def parse_partition_names(text: str) -> list[str]:
+    """Partition names from ``sinfo -h -o %R``, each once, in order."""
+    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))

@@ -202,7 +202,9 @@ class AgentLauncher(Launcher):
 
     def submitted(self, jobs: Sequence[Job]) -> str:
         """This launcher's name, and the host when it is another machine."""
-        return f"{self.name} on {self.host}" if self.host.remote else self.name
+        if not self.host.remote:
+            return self.name
+        return f"{self.name} on {self.label or self.host}"
 
     def recover(self, jobs: Sequence[Job]) -> dict[Job, Status | None]:
         """Ask the host, for every job at once, what is done or still running."""

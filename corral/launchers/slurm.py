@@ -389,9 +389,10 @@ class SlurmLauncher(AgentLauncher):
         """The SLURM arrays they went out in, and the cluster's host."""
         ids = (self._slurm_id(j) for j in jobs)
         arrays = sorted({i.split("_")[0] for i in ids if i}, key=lambda a: (len(a), a))
+        where = self.label or self.host
         if not arrays:
-            return f"SLURM on {self.host}"
-        return f"SLURM array{'s' if len(arrays) > 1 else ''} {', '.join(arrays)} on {self.host}"
+            return f"SLURM on {where}"
+        return f"SLURM array{'s' if len(arrays) > 1 else ''} {', '.join(arrays)} on {where}"
 
     @staticmethod
     def _slurm_id(job: Tracked) -> str | None:

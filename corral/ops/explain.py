@@ -47,6 +47,9 @@ class Explanation:
     """Against :attr:`match` (values the identity leaves out) or :attr:`closest`."""
     unexplained: list[str] = field(default_factory=list)
     """Configs of the compared job whose identity today's classes cannot give back."""
+    elsewhere: str | None = None
+    """Where this submission goes, when it is not where the matching job is done (a job
+    done on one launcher runs again when submitted to another)."""
 
     @property
     def would_run(self) -> bool:
@@ -56,7 +59,14 @@ class Explanation:
     def render(self) -> str:
         """The report: one headline, then one line per difference."""
         task = self.type_id.rsplit(".", 1)[-1]
-        if self.match is not None:
+        if self.match is not None and self.match.state == "done" and self.elsewhere:
+            m = self.match
+            where = f"{m.launcher or 'local'}" + (f" on {m.label or m.host}" if m.host else "")
+            lines = [f"{self.name}: matches job {m.name}, done on {where}; this run submits it "
+                     f"to {self.elsewhere}, where it is not done: it would run again there"]
+            if self.differences:
+                lines.append("  values that differ but are not in the identity:")
+        elif self.match is not None:
             what = "it would not run again" if self.match.state == "done" else (
                 "it would run again" if self.match.final else "it is that job"
             )
@@ -101,8 +111,13 @@ def _compare(data: dict[str, Any] | None, new: Tree, *, analyze: bool) -> Compar
         return None
 
 
-def explain(config: Config, against: str | os.PathLike[str] | Workspace) -> Explanation:
-    """Compare ``config`` with the jobs of the workspace ``against`` (see the module)."""
+def explain(
+    config: Config, against: str | os.PathLike[str] | Workspace, *, going_to: str | None = None
+) -> Explanation:
+    """Compare ``config`` with the jobs of the workspace ``against`` (see the module).
+
+    ``going_to``: where a submission that would run it goes, said when the job with its
+    identity is done elsewhere."""
     if not isinstance(config, Config):
         raise ConfigError(f"explain() takes a Config, got {type(config).__name__}")
     workspace = against if isinstance(against, Workspace) else Workspace(against)
@@ -119,6 +134,7 @@ def explain(config: Config, against: str | os.PathLike[str] | Workspace) -> Expl
         return Explanation(
             name, ident, tid, workspace.root, match, None, len(jobs),
             found.differences if found else [], found.unexplained if found else [],
+            elsewhere=going_to,
         )
     ranked: list[tuple[int, float, JobInfo, dict[str, Any]]] = []
     for job in jobs:

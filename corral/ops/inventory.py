@@ -27,7 +27,7 @@ from corral.core import procs
 from corral.core.job import Failure, JobState
 from corral.core.pointer import POINTER
 from corral.core.workspace import DONE, FAILED, LAUNCH, STATE_DIR, Workspace, marker_status
-from corral.errors import ConfigError
+from corral.errors import ConfigError, did_you_mean
 
 STATES: tuple[JobState, ...] = tuple(JobState)
 """Every state a job read from its files can be in, in the order listings count them (see
@@ -46,6 +46,8 @@ class JobInfo:
     launcher: str | None = None
     host: str | None = None
     """Where the job runs: a host name, or ``user@host:port`` for a remote job."""
+    label: str | None = None
+    """The hosts-file name of the host it runs on (``gpubox``), if it has one."""
     location: str | None = None
     handle: Any = None
     remote_dir: str | None = None
@@ -229,6 +231,7 @@ def _remote(
         failure=failure,
         launcher=str(pointer.get("launcher") or "") or None,
         host=str(host) if host else None,
+        label=str(pointer["label"]) if pointer.get("label") else None,
         location=str(pointer.get("location") or "") or None,
         handle=pointer.get("handle"),
         remote_dir=str(remote_dir) if remote_dir else None,
@@ -294,8 +297,10 @@ def find_job(workspace: Workspace, ref: str) -> JobInfo:
     if not matches:
         known = [f"{t.rsplit('.', 1)[-1]}/{i[:12]}" for t, i, _ in job_dirs(workspace)]
         hint = f"; jobs there: {', '.join(known[:5])}" + (", ..." if len(known) > 5 else "")
+        close = did_you_mean(ref, [*known, *(k.split("/", 1)[1] for k in known)])
         raise ConfigError(
-            f"no job {ref!r} in {workspace.root}" + (hint if known else " (it has no jobs)")
+            f"no job {ref!r}{close} in {workspace.root}"
+            + (hint if known else " (it has no jobs)")
         )
     shown = ", ".join(f"{t.rsplit('.', 1)[-1]}/{i[:16]}" for t, i in matches[:6])
     more = f" and {len(matches) - 6} more" if len(matches) > 6 else ""
@@ -377,7 +382,10 @@ def read_experiment(workspace: Workspace, name: str) -> ExperimentInfo:
     if not (root / "runs").is_dir():
         known = [e.name for e in list_experiment_names(workspace)]
         listed = ", ".join(known) if known else "none"
-        raise ConfigError(f"no experiment {name!r} in {workspace.root} (experiments: {listed})")
+        raise ConfigError(
+            f"no experiment {name!r}{did_you_mean(name, known)} in {workspace.root} "
+            f"(experiments: {listed})"
+        )
     run_ids = sorted(p.name[: -len(".jsonl")] for p in (root / "runs").glob("*.jsonl"))
     try:
         latest = (root / "latest").read_text().strip() or None

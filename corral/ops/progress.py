@@ -389,7 +389,9 @@ def _labels(launchers: Iterable[Any]) -> dict[Any, str]:
     labels: dict[Any, str] = {}
     for launcher in unique:
         label = launcher.name
-        if names[label] > 1:
+        if names[label] > 1 and getattr(launcher, "label", None):
+            label = f"{label}:{launcher.label}"
+        elif names[label] > 1:
             where = getattr(getattr(launcher, "connector", None), "destination", None)
             label = f"{label}:{where}" if where is not None else label
         while label in labels.values():

@@ -52,6 +52,37 @@ def finished(tmp_path, workspace, log) -> dict[str, str]:
     return {type(j.task).__name__: j.identifier for j in xp.jobs.values()}
 
 
+def test_a_mistyped_experiment_or_job_gets_the_closest_name(finished, workspace):
+    xp = CliRunner().invoke(cli, ["xp", "wait", "mixd", "-w", str(workspace)])
+    assert xp.exit_code == 1
+    assert xp.stderr.startswith("corral: error: no experiment 'mixd' (did you mean 'mixed'?)")
+    typo = "Recrod/" + finished["Record"][:12]
+    job = CliRunner().invoke(cli, ["jobs", "show", typo, "-w", str(workspace)])
+    assert job.exit_code == 1
+    assert f"(did you mean 'Record/{finished['Record'][:12]}'?)" in job.stderr, job.stderr
+
+
+def test_ls_filters_by_experiment_and_task_and_counts(finished, workspace, tmp_path, log):
+    with experiment(workspace, "other", launcher=launcher(tmp_path)):
+        Record(name="elsewhere", log=log).submit()
+    everything = CliRunner().invoke(cli, ["jobs", "ls", "-w", str(workspace)])
+    assert len(everything.stdout.splitlines()) == 4
+    assert everything.stderr.splitlines()[-1] == "3 jobs: 2 done, 1 failed"
+    mixed = CliRunner().invoke(cli, ["jobs", "ls", "--xp", "mixed", "-w", str(workspace)])
+    assert {line.split()[0] for line in mixed.stdout.splitlines()[1:]} == {
+        i[:12] for i in finished.values()
+    }
+    records = CliRunner().invoke(cli, ["jobs", "ls", "--task", "Record", "--xp", "mixed",
+                                       "-w", str(workspace)])
+    assert [line.split()[0] for line in records.stdout.splitlines()[1:]] == [
+        finished["Record"][:12]
+    ]
+    assert records.stderr.splitlines()[-1] == "1 job: 1 done"
+    by_type = CliRunner().invoke(cli, ["jobs", "ls", "--task", "tests.execution.tasks.Fail",
+                                       "-w", str(workspace)])
+    assert len(by_type.stdout.splitlines()) == 2
+
+
 def test_ls_lists_jobs_with_their_state(finished, workspace):
     out = corral("jobs", "ls", "-w", str(workspace)).output.splitlines()
     assert out[0].split() == ["ID", "TASK", "LAUNCHER", "HOST", "STATE", "SLURM", "AGE"]

@@ -41,7 +41,7 @@ def test_an_experiment_uses_a_host_by_name(workspace, tmp_path):
 
 def test_an_unknown_name_lists_hosts_and_launcher_types(workspace):
     with experiment(workspace, "hosts") as xp:
-        with pytest.raises(ConfigError, match=r"unknown host 'nobox'; declared hosts: box; "
+        with pytest.raises(ConfigError, match=r"unknown host 'nobox' \(did you mean 'box'\?\); declared hosts: box; "
                                               r"launcher types: .*local"):
             xp.resolve_launcher("nobox")
         with pytest.raises(ConfigError, match="options go with a launcher type"):

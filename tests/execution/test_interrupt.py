@@ -89,6 +89,14 @@ def running_jobs(ws: Path) -> int:
     return sum(1 for _ in ws.glob("jobs/*/*/.corral/launch.json"))
 
 
+def wait_for_two_running(client: subprocess.Popen, ws: Path) -> None:
+    deadline = time.monotonic() + 60
+    while running_jobs(ws) < 2:
+        assert client.poll() is None, client.communicate()
+        assert time.monotonic() < deadline, "the jobs never started"
+        time.sleep(0.1)
+
+
 def corral(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "corral", *args], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -99,11 +107,7 @@ def corral(*args: str) -> subprocess.CompletedProcess:
 def test_a_stopped_client_says_in_one_line_what_goes_on(project, tmp_path, sig, code, word):
     ws = tmp_path / "ws"
     client = start(project, "naps.py", ws)
-    deadline = time.monotonic() + 60
-    while running_jobs(ws) < 2:
-        assert client.poll() is None, client.communicate()
-        assert time.monotonic() < deadline, "the jobs never started"
-        time.sleep(0.1)
+    wait_for_two_running(client, ws)
     client.send_signal(sig)
     out, err = client.communicate(timeout=60)
     try:
@@ -180,11 +184,7 @@ def test_xp_kill_stops_a_live_client_and_nothing_starts_after(project, tmp_path)
     (project / "killable.py").write_text(KILLABLE)
     ws = tmp_path / "ws"
     client = start(project, "killable.py", ws)
-    deadline = time.monotonic() + 60
-    while running_jobs(ws) < 2:
-        assert client.poll() is None, client.communicate()
-        assert time.monotonic() < deadline, "the jobs never started"
-        time.sleep(0.1)
+    wait_for_two_running(client, ws)
     killed = corral("xp", "kill", "naps", "-w", str(ws), "--grace", "1")
     assert killed.returncode == 0, killed.stderr
     lines = killed.stdout.splitlines()

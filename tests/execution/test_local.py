@@ -220,7 +220,7 @@ def test_launcher_by_registered_name_and_bad_names(workspace, log):
                                           "launcher types: local"):
         with experiment(workspace, "named", launcher="nope"):
             pass
-    with pytest.raises(PluginError, match="unknown launcher 'lcoal'; known: local"):
+    with pytest.raises(PluginError, match=r"unknown launcher 'lcoal' \(did you mean 'local'\?\); known: local"):
         with experiment(workspace, "named"):
             Record(name="n", log=log).submit(launcher="lcoal", cpu_slots=1)
     with pytest.raises(ConfigError, match="experiment name 'a/b'"):

@@ -108,7 +108,7 @@ def test_submit_by_unknown_launcher_name_lists_the_registered_names(workspace, l
     with pytest.raises(PluginError) as e:
         with experiment(workspace, "unknown", plugins=plugins):
             Record(name="x", log=log).submit(launcher="lcoal", cpu_slots=1)
-    assert str(e.value) == "unknown launcher 'lcoal'; known: batch, local, slurm, ssh"
+    assert str(e.value) == "unknown launcher 'lcoal' (did you mean 'local'?); known: batch, local, slurm, ssh"
     assert read_log(log) == []
 
 

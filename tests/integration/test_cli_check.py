@@ -164,6 +164,25 @@ def test_refused_connection(hosts, ssh_host):
     assert lines["connects"][1].startswith(f"cannot connect to corraltest@{ssh_host.host}:1")
 
 
+def test_a_mistyped_alias_names_the_aliases_and_skips_what_cannot_mean_anything(hosts,
+                                                                               ssh_host):
+    typo = ssh_host.alias[:-2] + ssh_host.alias[-1] + ssh_host.alias[-2]  # corral-rgi
+    hosts(f"""
+        [hosts.box]
+        launcher = "ssh"
+        ssh = {{ host = "{typo}", config_file = "{ssh_host.ssh_config}" }}
+        workdir = "~/corral"
+    """)
+    code, lines, output = check("box")
+    assert code == 1, output
+    assert lines["connects"][0] == "FAIL"
+    assert (f"({typo!r} is not a Host of {ssh_host.ssh_config} (did you mean "
+            f"{ssh_host.alias!r}?); Hosts there: ") in lines["connects"][1]
+    assert lines["host key"] == ("SKIP", "not connected")  # no unknown-key verdict
+    assert {status for name, (status, _) in lines.items() if name != "config"} - {
+        "FAIL"} == {"SKIP"}
+
+
 def test_local_host_and_quiet_mode(hosts, tmp_path):
     hosts("""
         [hosts.here]
@@ -197,7 +216,7 @@ def test_bad_declarations_and_options(hosts):
     assert lines["config"][0] == "FAIL"
     assert "unknown key 'gpu' for launcher 'local'" in lines["config"][1]
     code, lines, _ = check("nothere")
-    assert lines["config"] == ("FAIL", "unknown host 'nothere'; declared: here")
+    assert lines["config"] == ("FAIL", "unknown host 'nothere' (did you mean 'here'?); declared: here")
     result = CliRunner().invoke(cli, ["check", "here", "--min-free", "lots"])
     assert result.exit_code == 2
     assert "expected a size like 512M" in result.output

@@ -158,3 +158,36 @@ def test_sshd_restarted_while_jobs_run_the_run_completes(kind, tmp_path, request
     finish(client)  # reconnected, kept polling, saw every job done
     assert sorted(where.executions()) == sorted(f"t{i}" for i in range(8))
     assert where.count(".corral/done") == 8
+
+
+@pytest.mark.parametrize("kind", ["ssh", "slurm"])
+def test_xp_kill_stops_a_live_client_and_nothing_starts_after(kind, tmp_path, request):
+    """``corral xp kill`` while the client runs: the client starts nothing more and leaves
+    saying so, the running jobs are killed, and no job starts afterwards."""
+    where = Where(kind, tmp_path, request)
+    client = where.client(tmp_path, n=6, sleep=60.0)
+    started = 4 if kind == "ssh" else 6  # ssh: 4 CPU slots, 2 jobs wait; slurm: one array
+    deadline = time.monotonic() + 120
+    while where.count(".corral/launch.json") < started:
+        assert client.poll() is None, client.communicate()
+        assert time.monotonic() < deadline, "the jobs never started"
+        time.sleep(0.2)
+    corral = [sys.executable, "-m", "corral"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run([*corral, "xp", "kill", "reliability", "-w", str(where.args["ws"]),
+                             "--grace", "1"], capture_output=True, text=True, timeout=120,
+                            env=env)
+    assert killed.returncode == 0, killed.stderr
+    lines = killed.stdout.splitlines()
+    assert lines[0].startswith("asking its client (pid ") and "starts nothing more" in lines[1]
+    _, err = client.communicate(timeout=120)
+    assert client.returncode == 1, err
+    assert err.splitlines()[-1].startswith(
+        "corral: error: the experiment was stopped with `corral xp kill` (run "
+    ), err
+    time.sleep(3)  # had anything started after the kill, it would show by now
+    assert where.count(".corral/launch.json") == started
+    assert where.executions() == []  # every job was stopped before its end
+    listing = subprocess.run([*corral, "jobs", "ls", "-w", str(where.args["ws"])],
+                             capture_output=True, text=True, timeout=120, env=env).stdout
+    assert " running " not in listing and " submitted " not in listing, listing

@@ -155,14 +155,18 @@ def test_chain_runs_without_the_client_and_a_failed_parent_ends_its_dependents(
     assert sorted(r["name"] for r in read_log(log)) == ["after", "fail-raise", "parent"]
 
 
-def test_bad_partition_is_rejected_with_slurms_message(slurm_cluster, tmp_path):
-    launcher = SlurmLauncher(partition="nosuchpartition")
+def test_bad_partition_is_rejected_naming_the_option_and_the_valid_ones(slurm_cluster, tmp_path):
+    launcher = SlurmLauncher(partition="gpux")
     with pytest.raises(JobFailedError) as e:
         with experiment(tmp_path / "ws", "rejected", launcher=launcher):
             Record(name="r", log=tmp_path / "log").submit()
     (failure,) = e.value.failures
     assert failure.reason == "rejected"
-    assert "invalid partition" in failure.message.lower()
+    partitions = ", ".join(slurm_cluster.partitions)
+    assert failure.message.endswith(
+        f"sbatch refused --partition=gpux: Invalid partition name specified; "
+        f"partitions: {partitions} (did you mean 'gpu'?)"
+    ), failure.message
 
 
 def test_bad_options_are_refused_before_submission():

@@ -150,7 +150,7 @@ def test_wrong_type_names_class_param_expected_and_given(kwargs, message):
 def test_unknown_keyword_lists_valid_params():
     with pytest.raises(ConfigError) as e:
         Model(hiden=3)
-    assert str(e.value) == "Model: unknown param 'hiden'; valid: hidden"
+    assert str(e.value) == "Model: unknown param 'hiden' (did you mean 'hidden'?); valid: hidden"
 
 
 def test_generated_path_cannot_be_given():

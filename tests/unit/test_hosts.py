@@ -252,7 +252,7 @@ def test_launcher_function_and_resolve_host(env):
     with pytest.raises(ConfigError) as e:
         launcher("nothere")
     assert str(e.value) == (
-        "unknown host 'nothere'; declared hosts: here; launcher types: local, slurm, ssh"
+        "unknown host 'nothere' (did you mean 'here'?); declared hosts: here; launcher types: local, slurm, ssh"
     )
 
 
