@@ -139,11 +139,13 @@ def plan(job: Job, workspace: Workspace, changes: Changes) -> PlannedJob:
     })
     local = workspace.job_dir(job.type_id, job.identifier)
     pointer = read_pointer(local)
+    # What is known of the job where this launcher would run it: a job done in another
+    # place (another launcher's directory) runs again here.
     state: str | None = None
     if pointer is not None:
-        known = pointer.get("state")
+        known = pointer.get("state") if pointer.get("remote_dir") == str(job.directory) else None
         state = str(known) if known in ("done", "failed") else None
-    else:
+    elif str(job.directory) == str(local):
         final = final_state(local)
         state = final[0].value if final is not None else None
     return PlannedJob(
