@@ -379,7 +379,7 @@ def report(bench: Bench, args: argparse.Namespace, mode: str, info: dict[str, st
     print(table(bench.rows))
     for note in bench.notes:
         print(f"- {note}")
-    if args.plot and bench.curves["P1"]:
+    if args.plot and any(bench.curves.values()):
         plot(bench.curves, args.plot)
         print(f"plot: {args.plot}")
     if args.json:

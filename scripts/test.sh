@@ -25,7 +25,7 @@ if [[ $(id -u) == 0 ]]; then
     rig=1
     if [[ ${CORRAL_RIG_KEEP:-0} != 1 ]]; then
         teardown() {  # stop the rig, then prove nothing of it is left running
-            local code=$? rc=0
+            local code=${1:-$?} rc=0  # the exit status: given, or the script's
             trap - EXIT
             bash tests/rig/rig.sh down || true
             bash tests/rig/rig.sh status >&2 || rc=$?
@@ -71,6 +71,9 @@ if ((rig && $# == 0)); then
     python3 -m pytest --durations=15 -p no:cacheprovider --basetemp="$(mktemp -d)" \
         tests/unit tests/execution >"$local_log" 2>&1 &
     local_pid=$!
+    # leaving early (a failure, a signal): that pytest goes too, then the rig as before
+    trap 'code=$?; kill "$local_pid" 2>/dev/null; rm -f "$local_log"
+          if declare -F teardown >/dev/null; then teardown "$code"; fi; exit "$code"' EXIT
     python3 -m pytest --durations=25 -m "not no_sacct" --ignore=tests/unit \
         --ignore=tests/execution || status=$?
     local_status=0

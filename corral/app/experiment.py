@@ -263,7 +263,8 @@ class Experiment:
         ended = len(jobs) - unstarted - done
         return (
             f"{why} (run {self.run_id}): {unstarted} job(s) never started, {ended} stopped or "
-            f"failed, {done} done; `corral xp ls {self.name} -w {self.workspace.root}` shows them"
+            f"failed, {done} done; `corral xp ls {shlex.quote(self.name)} -w "
+            f"{shlex.quote(str(self.workspace.root))}` shows them"
         )
 
     def _finished(self, job: Job) -> None:

@@ -90,7 +90,7 @@ def ls_command(
                    for j in run.jobs}
         jobs = [j for j in jobs if j.identifier in members]
     if task_name is not None:
-        jobs = _of_task(jobs, task_name)
+        jobs = _of_task(jobs, task_name, workspace)
     if refresh:
         jobs, _ = _refreshed(workspace, jobs)
         if states:
@@ -105,30 +105,37 @@ def ls_command(
     click.echo(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {by_state}", err=True)
 
 
-def _of_task(jobs: list[JobInfo], name: str) -> list[JobInfo]:
-    """The jobs of the task ``name``; an unknown one names the tasks there are."""
+def _of_task(jobs: list[JobInfo], name: str, workspace: Workspace) -> list[JobInfo]:
+    """The jobs of the task ``name``; a task no job of the workspace has is an error that
+    names the tasks there are."""
     found = [j for j in jobs if name in (j.task, j.type_id)]
-    if not found and jobs:
+    if not found:
         from corral.errors import ConfigError, did_you_mean
+        from corral.ops.inventory import job_dirs
 
-        tasks = sorted({j.task for j in jobs})
-        raise ConfigError(
-            f"no job of task {name!r}{did_you_mean(name, tasks)}; tasks: {', '.join(tasks)}"
-        )
+        type_ids = {t for t, _, _ in job_dirs(workspace)}
+        tasks = sorted({t.rsplit(".", 1)[-1] for t in type_ids})
+        if tasks and name not in type_ids and name not in tasks:
+            raise ConfigError(
+                f"no job of task {name!r}{did_you_mean(name, tasks)}; tasks: {', '.join(tasks)}"
+            )
     return found
 
 
 def _refreshed(workspace: Workspace, jobs: list[JobInfo]) -> tuple[list[JobInfo], bool]:
     """``jobs`` as their hosts see them now (what they answer is recorded), and whether
     they answered; a host out of reach leaves its jobs at their last known state."""
-    from corral.errors import ConnectorError, SubmissionError
+    from corral.errors import CorralError
     from corral.ops import control
 
+    errors: list[CorralError] = []
     try:
-        return control.refresh(workspace, jobs, Plugins()), True
-    except (ConnectorError, SubmissionError) as exc:
-        click.echo(f"corral: warning: {exc}; states are the last known", err=True)
-        return jobs, False
+        fresh = control.refresh(workspace, jobs, Plugins(), errors=errors)
+    except CorralError as exc:  # a launcher that cannot be rebuilt here, say
+        errors, fresh = [exc], jobs
+    for error in errors:
+        click.echo(f"corral: warning: {error}; its jobs show their last known state", err=True)
+    return fresh, not errors
 
 
 @jobs_group.command("show")

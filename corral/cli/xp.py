@@ -179,7 +179,11 @@ def wait_command(
                 click.echo(f"[{stamp}] {line}")
                 sys.stdout.flush()
                 last = line
-            if all(j.state.ended for j in jobs):
+            # a job not submitted may still be, while the run's client lives
+            client = any(j.state is JobState.NOT_SUBMITTED for j in jobs) and runstop.client_alive(
+                workspace, name, run.run_id
+            )
+            if not client and all(j.state.ended for j in jobs):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 click.echo(f"timed out after {timeout:g} s", err=True)

@@ -204,6 +204,8 @@ def unknown_alias_hint(dest: Destination) -> str:
     when the config names it (its HostName then is what did not resolve)."""
     from corral.errors import did_you_mean
 
+    if "." in dest.alias or ":" in dest.alias:  # a real host name or address, not an alias
+        return ""
     config, path = load_config(dest.config_file)
     hosts = sorted(
         h for h in config.get_hostnames() if not any(c in h for c in "*?!") and h != "*"

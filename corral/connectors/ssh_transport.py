@@ -196,7 +196,7 @@ class _Link:
         try:
             sock = self._socket()
         except socket.gaierror as exc:  # the name does not resolve: a mistyped alias?
-            hint = unknown_alias_hint(dest)
+            hint = unknown_alias_hint(dest) if exc.errno == socket.EAI_NONAME else ""
             raise ConnectorError(f"cannot connect to {where}: {exc}{hint}") from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise ConnectorError(f"cannot connect to {where}: {exc}") from exc

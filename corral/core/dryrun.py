@@ -143,7 +143,9 @@ def plan(job: Job, workspace: Workspace, changes: Changes) -> PlannedJob:
     # place (another launcher's directory) runs again here.
     state: str | None = None
     if pointer is not None:
-        known = pointer.get("state") if pointer.get("remote_dir") == str(job.directory) else None
+        here = launcher.connector.describe().get("host")
+        same = (pointer.get("remote_dir"), pointer.get("host")) == (str(job.directory), here)
+        known = pointer.get("state") if same else None
         state = str(known) if known in ("done", "failed") else None
     elif str(job.directory) == str(local):
         final = final_state(local)

@@ -105,8 +105,8 @@ submits it).
     @property
     def progress(self) -> JobState:
         """The scheduler's state that a job read from its files is shown as (a job created
-        but not started is waiting, one on another machine submitted; lost and not
-        submitted count as failed)."""
+        but not started, or not submitted, is waiting; one on another machine submitted;
+        lost counts as failed)."""
         return _PROGRESS.get(self, JobState.FAILED)
 
 
@@ -117,6 +117,7 @@ _REMOVABLE = frozenset({JobState.DONE, JobState.FAILED, JobState.LOST, JobState.
 _CLEANABLE = frozenset({JobState.FAILED, JobState.LOST, JobState.CREATED})
 _PROGRESS = {
     JobState.CREATED: JobState.WAITING,
+    JobState.NOT_SUBMITTED: JobState.WAITING,
     JobState.WAITING: JobState.WAITING,
     JobState.READY: JobState.READY,
     JobState.SUBMITTED: JobState.SUBMITTED,
@@ -343,10 +344,10 @@ class Job:
         self.failure: Failure | None = None
         self.handle: Any = None
         self.retries = 0
+        """How many times the job was submitted again (see :attr:`attempts`)."""
         self.found: JobState | None = None
         """What the first look at it found: done by an earlier run, or running (re-attached);
         None when this run started it, or has not yet."""
-        """How many times the job was submitted again (see :attr:`attempts`)."""
         self.attempts: list[Failure] = []
         """How each earlier attempt of the job ended (a node that died, a preemption, ...),
         oldest first; the job was submitted again after each."""

@@ -156,8 +156,11 @@ class Scheduler:
                     if self._stop:
                         return
                     if self._all_final():
-                        self._cond.wait()
-                        continue
+                        # with a stop to watch for, a cycle each second even when idle
+                        watch = self.halt is not None and self.halted is None
+                        self._cond.wait(1.0 if watch else None)
+                        if not watch or self._stop:
+                            continue
                     new = list(self._new)
                     self._new.clear()
                     self._changed = False
@@ -337,7 +340,8 @@ class Scheduler:
         return changed
 
     def _set(self, job: Job, state: JobState, failure: Failure | None) -> None:
-        if state is JobState.FAILED and failure is not None:
+        # Once halted nothing starts again: a failure is final, not a retry or a wait.
+        if state is JobState.FAILED and failure is not None and self.halted is None:
             if _retry(job, failure):
                 if is_remote(job, self.workspace):
                     write_pointer(self.workspace, job, (job.state, None))

@@ -134,17 +134,25 @@ def sbatch_spawn(spec: SbatchSpec, write: Writer) -> Callable[[list[Path]], list
                     (state_dir(job_dir) / SUBMITTING).unlink()
             if LIMIT.search(done.stderr) or TRANSIENT.search(done.stderr):
                 raise Deferred(done.stderr.strip())
-            partitions: list[str] = []
-            if "partition" in done.stderr.lower():  # the valid ones, in this same round trip
-                listed = _run(["sinfo", "-h", "-o", "%R"])
-                partitions = parse_partition_names(listed.stdout) if listed.returncode == 0 else []
-            raise SubmissionError(
-                explain_refusal(done.stderr, spec["options"], partitions), argv=argv
-            )  # the message holds sbatch's words
+            why = explain_refusal(done.stderr, spec["options"], _partitions(done.stderr))
+            # the job's failure is the last stderr line: the refusal, explained
+            raise SubmissionError(why, argv=argv, returncode=done.returncode, stderr=why)
         array = done.stdout.strip().split(";")[0]
         return [_handle(array, index, token, str(wrapper)) for index in range(len(dirs))]
 
     return spawn
+
+
+def _partitions(refusal: str) -> list[str]:
+    """For a refusal about a partition, the valid ones (``sinfo``, in the same round trip);
+    none when sinfo does not answer: the refusal itself matters more."""
+    if "partition" not in refusal.lower():
+        return []
+    try:
+        listed = _run(["sinfo", "-h", "-o", "%R"])
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return parse_partition_names(listed.stdout) if listed.returncode == 0 else []
 
 
 def _handle(array: str, index: int, token: str, wrapper: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from corral.core.launcher import Launcher, Origin
 from corral.core.pointer import update_pointer
 from corral.core.script import parse_job_script
 from corral.core.workspace import SUBMIT_LOCK, Workspace, final_state, state_dir
-from corral.errors import ConfigError
+from corral.errors import ConfigError, CorralError
 from corral.ops.inventory import JobInfo, read_job
 from corral.plugins.manager import PluginManager
 
@@ -116,10 +116,20 @@ def _learned(job: JobInfo, status: Status) -> JobInfo:
 # --- live state ------------------------------------------------------------------------
 
 
-def refresh(workspace: Workspace, jobs: Sequence[JobInfo], plugins: PluginManager) -> list[JobInfo]:
+def refresh(
+    workspace: Workspace,
+    jobs: Sequence[JobInfo],
+    plugins: PluginManager,
+    *,
+    errors: list[CorralError] | None = None,
+) -> list[JobInfo]:
     """The current state of ``jobs``: each job here read again from its files, then every
     job still queued or running (here or remote) asked of its launcher, one batched poll per
-    launcher; remote jobs' pointers are brought up to date."""
+    launcher; remote jobs' pointers are brought up to date.
+
+    :param errors: given, a launcher that cannot be asked (its host out of reach) leaves its
+        jobs at their last known state and its error is added here; else it is raised.
+    """
     result: dict[tuple[str, str], JobInfo] = {}
     ask: list[JobInfo] = []
     for job in jobs:
@@ -131,7 +141,14 @@ def refresh(workspace: Workspace, jobs: Sequence[JobInfo], plugins: PluginManage
     reach = Reach(plugins)
     for launcher, group in reach.groups(ask):
         found = [Found(j) for j in group]
-        for item, status in launcher.poll(found).items():
+        try:
+            polled = launcher.poll(found)
+        except CorralError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            continue
+        for item, status in polled.items():
             job = _learned(item.info, status)
             result[job.type_id, job.identifier] = job
     return [result[j.type_id, j.identifier] for j in jobs]

@@ -54,7 +54,7 @@ class Explanation:
     @property
     def would_run(self) -> bool:
         """Whether submitting the config would run a job (none done has its identity)."""
-        return self.match is None or self.match.state != "done"
+        return self.match is None or self.match.state != "done" or self.elsewhere is not None
 
     def render(self) -> str:
         """The report: one headline, then one line per difference."""

@@ -19,6 +19,7 @@ from typing import IO
 
 from corral.connectors.base import atomic_write_text
 from corral.core.workspace import Workspace
+from corral.errors import ConfigError
 
 STOPPED_BY = "the experiment was stopped with `corral xp kill`"
 ANSWER_TIMEOUT = 60.0
@@ -69,13 +70,17 @@ def request_stop(
 ) -> str:
     """Ask the run's client to start nothing more and wait for its answer; what happened,
     for the user (a client that does not answer within ``timeout`` is said to)."""
-    atomic_write_text(
-        workspace.run_file(name, run_id, ".stop"),
-        json.dumps({"by": "corral xp kill", "pid": os.getpid(), "at": time.time()}) + "\n",
-    )
-    stopped = workspace.run_file(name, run_id, ".stopped")
     if not client_alive(workspace, name, run_id):
         return "no client runs it"
+    request = workspace.run_file(name, run_id, ".stop")
+    try:
+        atomic_write_text(
+            request,
+            json.dumps({"by": "corral xp kill", "pid": os.getpid(), "at": time.time()}) + "\n",
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot ask the client of {name} to stop: {request}: {exc}") from exc
+    stopped = workspace.run_file(name, run_id, ".stopped")
     pid = run_id.rsplit("-", 1)[-1]
     if waiting is not None:
         waiting(f"asking its client (pid {pid}) to start nothing more...")

@@ -81,6 +81,10 @@ def test_ls_filters_by_experiment_and_task_and_counts(finished, workspace, tmp_p
     by_type = CliRunner().invoke(cli, ["jobs", "ls", "--task", "tests.execution.tasks.Fail",
                                        "-w", str(workspace)])
     assert len(by_type.stdout.splitlines()) == 2
+    # a task that exists, with no job in the state asked: nothing matches, no error
+    none = CliRunner().invoke(cli, ["jobs", "ls", "--task", "Record", "--state", "failed",
+                                    "-w", str(workspace)])
+    assert none.exit_code == 0 and none.stdout.startswith("no jobs in ")
 
 
 def test_ls_lists_jobs_with_their_state(finished, workspace):

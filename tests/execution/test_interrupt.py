@@ -121,6 +121,7 @@ def test_a_stopped_client_says_in_one_line_what_goes_on(project, tmp_path, sig, 
     finally:
         killed = corral("xp", "kill", "naps", "-w", str(ws), "--grace", "1")
     assert killed.returncode == 0, killed.stderr
+    assert not list(ws.glob("experiments/naps/runs/*.stop"))  # no client to ask: no request
     listing = corral("jobs", "ls", "-w", str(ws)).stdout
     assert "running" not in listing
     # the two the client never launched are called what they are, and waiting says so
@@ -185,6 +186,9 @@ def test_xp_kill_stops_a_live_client_and_nothing_starts_after(project, tmp_path)
     ws = tmp_path / "ws"
     client = start(project, "killable.py", ws)
     wait_for_two_running(client, ws)
+    # while the client lives, the 4 jobs it has not submitted yet are waited for
+    waited = corral("xp", "wait", "naps", "-w", str(ws), "--interval", "0.2", "--timeout", "1.5")
+    assert waited.returncode == 2 and "never submitted" not in waited.stdout, waited.stdout
     killed = corral("xp", "kill", "naps", "-w", str(ws), "--grace", "1")
     assert killed.returncode == 0, killed.stderr
     lines = killed.stdout.splitlines()
