@@ -121,6 +121,9 @@ def test_ls_refresh_and_show_ask_the_host_and_record_what_it_says(ssh_host, rig,
     typo = CliRunner().invoke(cli, ["jobs", "ls", "--task", "Recrod", "-w", str(ws)])
     assert typo.exit_code == 1
     assert "no job of task 'Recrod' (did you mean 'Record'?)" in typo.stderr
+    # the slow one would hold its CPU slot of the host a minute more: the host's slots are
+    # the machine's, across workdirs
+    assert corral("jobs", "kill", ids[1], "-w", str(ws)).exit_code == 0
 
 
 def test_a_host_of_the_hosts_file_is_listed_by_its_name(ssh_host, rig, workdir, tmp_path,

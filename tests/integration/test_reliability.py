@@ -131,8 +131,9 @@ def test_client_killed_while_50_jobs_run_then_rerun_runs_each_exactly_once(
     assert where.count(".corral/failed") == 0
 
 
-@pytest.mark.parametrize("clients", [2, 4])
-@pytest.mark.parametrize("kind", ["local", "ssh", "slurm"])
+# 2 clients race as 4 do: the remote launchers are run with 4, the local one with both
+@pytest.mark.parametrize(("kind", "clients"), [("local", 2), ("local", 4), ("ssh", 4),
+                                               ("slurm", 4)])
 def test_concurrent_clients_submitting_the_same_100_tasks_run_each_once(
     kind, clients, tmp_path, request
 ):
