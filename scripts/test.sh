@@ -72,7 +72,7 @@ if ((rig && $# == 0)); then
         tests/unit tests/execution >"$local_log" 2>&1 &
     local_pid=$!
     # leaving early (a failure, a signal): that pytest goes too, then the rig as before
-    trap 'code=$?; kill "$local_pid" 2>/dev/null; rm -f "$local_log"
+    trap 'code=$?; kill "$local_pid" 2>/dev/null || true; rm -f "$local_log"
           if declare -F teardown >/dev/null; then teardown "$code"; fi; exit "$code"' EXIT
     python3 -m pytest --durations=25 -m "not no_sacct" --ignore=tests/unit \
         --ignore=tests/execution || status=$?
