@@ -61,7 +61,30 @@ class _PipeSocket:
         return not self.closed and self.proc.poll() is None
 
 
-class ControlLink:
+class SftpSession:
+    """The one SFTP session a link keeps for this process (``_sftp``, under ``lock``),
+    opened again after it is discarded; closing it leaves the connection to the others."""
+
+    lock: threading.RLock
+    _sftp: Any
+
+    def discard(self, sftp: Any) -> None:
+        """Forget ``sftp`` after it lost its connection."""
+        with self.lock:
+            if self._sftp is sftp:
+                with contextlib.suppress(Exception):
+                    sftp.close()
+                self._sftp = None
+
+    def close(self) -> None:
+        """Close this process's SFTP session; the connection (OpenSSH's master, or the
+        holder) stays for the other processes."""
+        with self.lock:
+            if self._sftp is not None:
+                self.discard(self._sftp)
+
+
+class ControlLink(SftpSession):
     """Commands and files through the OpenSSH master of ``dest`` (see the module)."""
 
     def __init__(self, dest: Destination, timeout: float) -> None:
@@ -172,20 +195,6 @@ class ControlLink:
                 proc.kill()
                 raise ConnectorError(f"cannot open SFTP on {self.dest}: {exc}") from exc
             return self._sftp
-
-    def discard(self, sftp: Any) -> None:
-        """Forget ``sftp`` after it lost its connection."""
-        with self.lock:
-            if self._sftp is sftp:
-                with contextlib.suppress(Exception):
-                    sftp.close()
-                self._sftp = None
-
-    def close(self) -> None:
-        """Close this process's SFTP session; the master stays, as OpenSSH keeps it."""
-        with self.lock:
-            if self._sftp is not None:
-                self.discard(self._sftp)
 
     kind = "openssh"
 

@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from corral.connectors.ssh_auth import Prompt, Prompter, open_shared_hint
 from corral.connectors.ssh_config import Destination
+from corral.connectors.ssh_control import SftpSession
 from corral.errors import AuthenticationError, ConnectorError, HostKeyError, LoginNeeded
 
 DEFAULT_PERSIST = 600.0
@@ -235,7 +236,7 @@ def _hung_up(sock: socket.socket) -> bool:
         return True
 
 
-class SharedLink:
+class SharedLink(SftpSession):
     """A destination's connection, through its holder: started here if there is none.
 
     The first connection of a process may ask the person at its terminal (the holder relays
@@ -449,20 +450,6 @@ class SharedLink:
                 sock.close()
                 raise ConnectorError(f"cannot open SFTP on {self.dest}: {exc}") from exc
             return self._sftp
-
-    def discard(self, sftp: Any) -> None:
-        """Forget ``sftp`` after it lost its connection."""
-        with self.lock:
-            if self._sftp is sftp:
-                with contextlib.suppress(Exception):
-                    sftp.close()
-                self._sftp = None
-
-    def close(self) -> None:
-        """Close this process's SFTP session; the holder stays for the other processes."""
-        with self.lock:
-            if self._sftp is not None:
-                self.discard(self._sftp)
 
     kind = "shared"
 
