@@ -46,6 +46,7 @@ from corral.app.plugins import Plugins
 from corral.core import context, provenance
 from corral.core.config import walk
 from corral.core.dryrun import Changes, PlannedJob, dry_run_from_env, explain_from_env, plan
+from corral.core.generated import check_claims, claim
 from corral.core.hooks import collect_hooks
 from corral.core.identity import identifier, type_id
 from corral.core.job import Job, JobState, Resources
@@ -157,6 +158,7 @@ class Experiment:
         ident = identifier(task)
         tid = type_id(task)
         key = f"{tid}/{ident}"
+        check_claims(task)
         job = self.jobs.get(key)
         if job is None:
             asked = {k: options.pop(k) for k in list(options) if k in Resources.FIELDS}
@@ -214,6 +216,7 @@ class Experiment:
                 self._write_record(job)
                 self.scheduler.add(job)
         task.__dict__["__taskdir__"] = job.directory
+        claim(task)
         return task.task_outputs(Dep(task))
 
     def _directory(self, launcher: Launcher, type_id: str, identifier: str) -> Path:

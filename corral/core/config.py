@@ -39,9 +39,11 @@ class FieldInfo:
         "annotation",
         "default",
         "default_factory",
+        "group",
         "kind",
         "name",
         "owner",
+        "partial",
         "relpath",
         "validate",
     )
@@ -58,6 +60,7 @@ class FieldInfo:
         default_factory: Any = None,
         relpath: str | None = None,
         help: str | None = None,
+        group: str | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -69,6 +72,9 @@ class FieldInfo:
         self.relpath = relpath
         self._help = help
         self._default_encoding: bytes | None = None
+        self.group = group
+        self.partial: frozenset[str] | None = None
+        """For a generated path with ``partial=``: the names of the params it leaves out."""
 
     @property
     def has_default(self) -> bool:
@@ -186,6 +192,7 @@ def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
     except Exception as exc:
         raise ConfigError(f"{cls.__qualname__}: cannot read annotations: {exc}") from exc
     fields: dict[str, FieldInfo] = {}
+    partials: dict[str, Any] = {}
     for name, hint in hints.items():
         if name.startswith("_") or typing.get_origin(hint) is ClassVar:
             continue
@@ -194,6 +201,10 @@ def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
             continue  # a plain annotation is an ordinary attribute, not a field
         owner = next(c for c in cls.__mro__ if name in vars(c).get("__annotations__", {}))
         where = f"{cls.__qualname__}.{name}"
+        if name in _reserved():
+            raise ConfigError(
+                f"{where}: {name!r} is the name of a method every config has; rename the field"
+            )
         if kind is Kind.GENERATED:
             assert generator is not None
             if name in cls.__dict__ and not callable(cls.__dict__[name]):
@@ -201,6 +212,8 @@ def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
             fields[name] = FieldInfo(
                 name, kind, Path, lambda v: v, owner, relpath=generator.relpath
             )
+            if generator.partial is not None:
+                partials[name] = generator.partial
             continue
         try:
             validate = validator_for(inner)
@@ -217,7 +230,10 @@ def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
             default=spec.default,
             default_factory=spec.default_factory,
             help=spec.help,
+            group=spec.group,
         )
+        if owner is cls:
+            _check_override(cls, info, spec.overrides)
         if not info.has_default and _accepts_none(inner) and kind is not Kind.CONSTANT:
             info.default = None  # Optional[...] without a default defaults to None
         if info.default is not _MISSING:
@@ -232,7 +248,90 @@ def _collect_fields(cls: type[Config]) -> dict[str, FieldInfo]:
         if kind is Kind.CONSTANT and info.default is _MISSING:
             raise ConfigError(f"{where}: a Constant needs a value")
         fields[name] = info
+    for name, part in partials.items():
+        fields[name].partial = _excluded(cls, fields, name, part.exclude)
     return fields
+
+
+_RESERVED: frozenset[str] | None = None
+
+
+def _reserved() -> frozenset[str]:
+    """The public attributes of corral's own config classes, which no field may shadow."""
+    global _RESERVED
+    if _RESERVED is None:
+        from corral.core.resumable import ResumableTask
+        from corral.core.task import Task
+
+        _RESERVED = frozenset(
+            n for c in (Config, Task, ResumableTask) for n in vars(c) if not n.startswith("_")
+        )
+    return _RESERVED
+
+
+def _check_override(cls: type[Config], info: FieldInfo, overrides: bool) -> None:
+    """A field redeclared in a subclass keeps its kind, and changes its type only with
+    ``field(overrides=True)`` and to a narrower one."""
+    from corral.core.validation import narrower
+
+    where = f"{cls.__qualname__}.{info.name}"
+    base = next(
+        (
+            class_info(b).fields[info.name]
+            for b in cls.__mro__[1:]
+            if isinstance(b, type) and issubclass(b, Config) and b is not Config
+            and info.name in class_info(b).fields
+        ),
+        None,
+    )
+    if base is None:
+        if overrides:
+            raise ConfigError(
+                f"{where}: field(overrides=True), but no base class has {info.name!r}"
+            )
+        return
+    parent = f"{base.owner.__qualname__}.{info.name}"
+    if base.kind is not info.kind:
+        raise ConfigError(
+            f"{where}: {parent} is a {base.kind.value}, a subclass cannot make it a "
+            f"{info.kind.value} (that would change identities silently)"
+        )
+    if base.annotation == info.annotation:
+        return
+    old, new = describe(base.annotation), describe(info.annotation)
+    if not overrides:
+        raise ConfigError(
+            f"{where}: redeclares {parent} as {new} (was {old}); write "
+            "`= field(overrides=True)` (with the default, if any) when that is meant"
+        )
+    if not narrower(info.annotation, base.annotation):
+        raise ConfigError(
+            f"{where}: overrides {parent} with {new}, which is not narrower than {old}: "
+            "every value of the subclass must be valid for the base class"
+        )
+
+
+def _excluded(
+    cls: type[Config], fields: dict[str, FieldInfo], name: str, exclude: tuple[str, ...]
+) -> frozenset[str]:
+    """The params a partial path of ``name`` leaves out: field names and groups resolved."""
+    from corral.errors import did_you_mean
+
+    params = {n: f for n, f in fields.items() if f.kind is Kind.PARAM}
+    groups = {f.group for f in params.values() if f.group}
+    out: set[str] = set()
+    for item in exclude:
+        if item in params:
+            out.add(item)
+        elif item in groups:
+            out.update(n for n, f in params.items() if f.group == item)
+        else:
+            valid = sorted(set(params) | groups)
+            raise ConfigError(
+                f"{cls.__qualname__}.{name}: partial(exclude=...) names {item!r}, which is no "
+                f"param or group{did_you_mean(item, valid)}; valid: {', '.join(valid) or '(none)'}"
+            )
+    return frozenset(out)
 
 
 def _accepts_none(tp: Any) -> bool:
@@ -379,12 +478,44 @@ class Config:
 
     @property
     def __tags__(self) -> dict[str, Any]:
-        """Tags collected through the whole config tree (the outermost value wins)."""
+        """Tags of the config and of every config inside it, sub-tasks included, except
+        below a config given to :func:`~corral.core.configops.isolate_tags`. On a name
+        given twice, the tag nearest this config wins (at equal depth, the first field in
+        declaration order)."""
         tags: dict[str, Any] = {}
-        for config in walk(self):
-            for name, value in config.__dict__.get("_corral_tags", {}).items():
-                tags.setdefault(name, value)
+        seen = {id(self)}
+        level = [self]
+        while level:
+            below: list[Config] = []
+            for config in level:
+                for name, value in config.__dict__.get("_corral_tags", {}).items():
+                    tags.setdefault(name, value)
+                for child in _nested(config):
+                    if id(child) not in seen and not child.__dict__.get("_corral_isolated"):
+                        seen.add(id(child))
+                        below.append(child)
+            level = below
         return tags
+
+    def tag(self, name: str, value: Any) -> Any:
+        """Tag the config: ``name`` is shown in ``__tags__`` (of this config and of those
+        that contain it) with ``value`` (str, int, float, bool or None), never part of the
+        identity. Returns the config."""
+        cls = type(self).__qualname__
+        if not isinstance(name, str) or not _ID_PATTERN.match(name):
+            raise ConfigError(f"{cls}.tag({name!r}, ...): a tag name is letters, digits, '_'")
+        if not (value is None or isinstance(value, str | int | float | bool)):
+            raise ConfigError(
+                f"{cls}.tag({name!r}, ...): expected str, int, float, bool or None, "
+                f"got {given(value)}"
+            )
+        if self.__dict__.get("_corral_sealed"):
+            raise ConfigError(
+                f"{cls}.tag({name!r}, ...): the config is sealed (its identifier was taken or "
+                "it was submitted): tag it before"
+            )
+        self.__dict__.setdefault("_corral_tags", {})[name] = value
+        return self
 
     def __repr__(self) -> str:
         info = class_info(type(self))
@@ -405,9 +536,15 @@ def _validate(cls: type[Config], f: FieldInfo, value: Any) -> Any:
         return f.validate(value)
     except Mismatch as exc:
         inside = f" (at {f.name}{exc.where}: {given(exc.value)})" if exc.where else ""
+        hint = ""
+        if typing.get_origin(f.annotation) is typing.Literal and isinstance(value, str):
+            from corral.errors import did_you_mean
+
+            choices = [a for a in typing.get_args(f.annotation) if isinstance(a, str)]
+            hint = did_you_mean(value, choices)
         raise ConfigError(
             f"{cls.__qualname__}.{f.name}: expected {describe(f.annotation)}, "
-            f"got {given(value)}{inside}"
+            f"got {given(value)}{inside}{hint}"
         ) from None
 
 
@@ -448,20 +585,77 @@ def _unknown_message(cls: type[Config], info: ClassInfo, name: str) -> str:
 
 
 def generated_path(config: Config, f: FieldInfo) -> GeneratedPath:
-    """The value of a ``pathgenerator`` field: under the job directory once it is known."""
-    assert f.relpath is not None
-    d = config.__dict__
-    base = d.get("__taskdir__") or d.get("_corral_basedir") or d.get("__maintaskdir__")
-    path = Path(base) / f.relpath if base is not None else UNSUBMITTED / f.relpath
-    from corral.core.task import Task
+    """The value of a ``pathgenerator`` field: under the job directory of the task that owns
+    the config once it is known (see :mod:`corral.core.generated`), else under
+    ``__unsubmitted__``."""
+    from corral.core.generated import base_of
 
-    producer = config if isinstance(config, Task) else None
-    return GeneratedPath.make(path, f.relpath, producer=producer)
+    assert f.relpath is not None
+    where = base_of(config)
+    if f.partial is not None:
+        return _partial_path(config, f, where[0] if where is not None else None)
+    if where is None:
+        return GeneratedPath.make(UNSUBMITTED / f.relpath, f.relpath)
+    owner, under = where
+    relpath = (under / f.relpath).as_posix()
+    taskdir = owner.__dict__.get("__taskdir__")
+    path = Path(taskdir) / relpath if taskdir is not None else UNSUBMITTED / relpath
+    # A task's own paths name it before it is submitted (their identity is known); a nested
+    # config's are only known once its owner is.
+    if taskdir is None and owner is not config:
+        return GeneratedPath.make(path, f.relpath)
+    return GeneratedPath.make(path, relpath, producer=owner)
+
+
+PARTIALS = "partials"
+"""The workspace directory of partial paths: ``partials/<type id>/<partial id>/<relpath>``."""
+
+
+def _partial_path(config: Config, f: FieldInfo, owner: Config | None) -> GeneratedPath:
+    """A generated path shared by the configs that differ only in ``f.partial``'s params.
+    Its relative path, from the workspace, starts with ``@``: :func:`generated_base` finds
+    the workspace from the owner's job directory (``<workspace>/jobs/<type id>/<id>``)."""
+    from corral.core.identity import partial_digest
+
+    assert f.relpath is not None
+    assert f.partial is not None
+    if owner is None:
+        return GeneratedPath.make(UNSUBMITTED / PARTIALS / f.relpath, f.relpath)
+    pid = partial_digest(config, f.partial).hex()
+    rel = f"{PARTIALS}/{class_info(type(config)).type_id}/{pid}/{f.relpath}"
+    taskdir = owner.__dict__.get("__taskdir__")
+    if taskdir is None:
+        if owner is not config:
+            return GeneratedPath.make(UNSUBMITTED / rel, f.relpath)
+        return GeneratedPath.make(UNSUBMITTED / rel, "@" + rel, producer=owner)
+    return GeneratedPath.make(generated_base(Path(taskdir), "@" + rel), "@" + rel, producer=owner)
+
+
+def generated_base(taskdir: Path, relpath: str) -> Path:
+    """Where the generated path ``relpath`` of the task whose job directory is ``taskdir``
+    is: in the job directory, or (``@...``, a partial path) in its workspace."""
+    if relpath.startswith("@"):
+        return taskdir.parents[2] / relpath[1:]
+    return taskdir / relpath
+
+
+def _nested(config: Config) -> list[Config]:
+    """The configs directly inside ``config``'s fields (and its init tasks), in order."""
+    d = config.__dict__
+    found = [
+        v
+        for name in class_info(type(config)).fields
+        if name in d
+        for v in children(d[name])
+        if isinstance(v, Config)
+    ]
+    found.extend(d.get("_corral_init", ()))
+    return found
 
 
 def children(value: Any) -> Iterator[Any]:
     """The leaf values and configs directly inside a field value (through containers)."""
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | frozenset | set):
         for v in value:
             yield from children(v)
     elif isinstance(value, dict):
@@ -481,12 +675,4 @@ def walk(config: Config) -> Iterator[Config]:
             continue
         seen.add(id(c))
         yield c
-        info = class_info(type(c))
-        nested = [
-            v
-            for name in info.fields
-            if name in c.__dict__
-            for v in children(c.__dict__[name])
-            if isinstance(v, Config)
-        ]
-        stack.extend(reversed(nested))
+        stack.extend(reversed(_nested(c)))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.core.fields import Kind
 from corral.core.frozen import FrozenDict, FrozenList
-from corral.core.paths import GeneratedPath, qualified_name
+from corral.core.paths import UNSUBMITTED, GeneratedPath, qualified_name
 from corral.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ HASH_VERSION = 1
 """Version of the encoding; bump it (and the golden vectors) on any change."""
 
 MAGIC = b"corral-config\x00"
+PARTIAL_MAGIC = b"corral-partial\x00"
+INIT_TASKS = "__init_tasks__"
+"""The name the init tasks of a submission are listed under (no field name starts with _)."""
 
 _u64 = struct.Struct(">Q").pack
 _f64 = struct.Struct(">d").pack
@@ -74,6 +77,9 @@ def _encode_into(value: Any, out: bytearray) -> None:
         out += (b"T" if t is tuple else b"L") + _u64(len(value))
         for v in value:
             _encode_into(v, out)
+    elif t is frozenset or t is set:
+        items = sorted({encode(v) for v in value})  # order-free; equal items count once
+        out += b"U" + _u64(len(items)) + b"".join(items)
     elif t is dict or t is FrozenDict:
         keys = sorted(value, key=lambda k: k.encode() if isinstance(k, str) else b"")
         out += b"D" + _u64(len(keys))
@@ -90,6 +96,11 @@ def _encode_other(value: Any, out: bytearray) -> None:
     from corral.core.config import Config
 
     if isinstance(value, Config):
+        if value.__dict__.get("_corral_meta"):
+            raise _Unencodable(
+                f"{type(value).__qualname__} is marked meta (setmeta) inside a container: "
+                "only a field's whole value can be left out of the identity"
+            )
         out += b"C" + digest(value)
     elif isinstance(value, GeneratedPath) and value.has_provenance:
         if value.producer is not None:
@@ -99,6 +110,11 @@ def _encode_other(value: Any, out: bytearray) -> None:
             producer = bytes.fromhex(value.producer_id)
         out += b"G" + producer + _lp(PurePosixPath(value.relpath).as_posix().encode())
     elif isinstance(value, PurePath):
+        if value.parts[:1] == (UNSUBMITTED.name,):
+            raise _Unencodable(
+                f"{str(value)!r} is a generated path of a config whose task was not "
+                "submitted yet: submit that task first, then build this config"
+            )
         out += b"P" + _lp(PurePosixPath(value.as_posix()).as_posix().encode())
     elif isinstance(value, enum.Enum):
         out += b"E" + _lp(qualified_name(type(value)).encode()) + _lp(value.name.encode())
@@ -121,56 +137,126 @@ def encode(value: Any) -> bytes:
     return bytes(out)
 
 
+class _Cycle(ConfigError):
+    """A config reached again while its digest is computed; unwinding names the path."""
+
+    def __init__(self, start: Config) -> None:
+        super().__init__("cycle")
+        self.start = start
+        self.path: list[str] = []
+
+
 def digest(config: Config) -> bytes:
     """The 32-byte SHA-256 digest of a config; computing it seals the config (and its tree)."""
-    from corral.core.config import class_info, seal
+    from corral.core.config import seal
 
     d = config.__dict__
     cached: bytes | None = d.get("_corral_digest")
     if cached is not None:
         if cached is _IN_PROGRESS:
-            raise ConfigError(f"{type(config).__qualname__}: the config tree contains a cycle")
+            raise _Cycle(config)
         return cached
-    info = class_info(type(config))
-    missing = [n for n, f in info.fields.items() if f.required and n not in d]
-    if missing:
-        names = ", ".join(repr(n) for n in missing)
-        raise ConfigError(f"{type(config).__qualname__}: missing required param(s) {names}")
+    from hashlib import sha256  # here: a job process rebuilding configs never hashes
+
     d["_corral_digest"] = _IN_PROGRESS
     try:
-        out = bytearray(info.header)
-        producer = d.get("_corral_producer")
-        if producer is None or producer is config:
-            out += b"\x00"
-        else:
-            out += b"\x01" + digest(producer)
-        items = bytearray()
-        count = 0
-        for f in info.identity_fields:
-            try:
-                encoded = encode(d[f.name])
-            except _Unencodable as exc:
-                raise ConfigError(f"{type(config).__qualname__}.{f.name}: {exc}") from None
-            except UnicodeEncodeError as exc:
-                raise ConfigError(
-                    f"{type(config).__qualname__}.{f.name}: {_short(exc.object)} is not valid "
-                    f"Unicode: a lone surrogate at index {exc.start} (from a file name that "
-                    "is not UTF-8?)"
-                ) from None
-            if f.kind is Kind.PARAM and f.has_default and encoded == f.default_encoding():
-                continue
-            items += _lp(f.name.encode()) + encoded
-            count += 1
-        out += _u64(count) + items
-        from hashlib import sha256  # here: a job process rebuilding configs never hashes
-
-        result = sha256(out).digest()
+        result = sha256(_digest_input(config)).digest()
+    except _Cycle as cycle:
+        d["_corral_digest"] = None
+        if cycle.start is not config:
+            raise
+        raise ConfigError(
+            f"the config tree contains a cycle: {' → '.join(cycle.path)} → "
+            f"{type(config).__qualname__} "
+            "(an identity is a hash of the values inside a config, which a cycle never ends)"
+        ) from None
     except BaseException:
         d["_corral_digest"] = None
         raise
     d["_corral_digest"] = result
     seal(config)
     return result
+
+
+def _digest_input(config: Config, exclude: frozenset[str] = frozenset()) -> bytes:
+    from corral.core.config import class_info
+
+    d = config.__dict__
+    info = class_info(type(config))
+    missing = [n for n, f in info.fields.items() if f.required and n not in d]
+    if missing:
+        names = ", ".join(repr(n) for n in missing)
+        raise ConfigError(f"{type(config).__qualname__}: missing required param(s) {names}")
+    if exclude:
+        out = bytearray(PARTIAL_MAGIC + _u64(HASH_VERSION) + _lp(info.type_id.encode()))
+        out += _u64(len(exclude)) + b"".join(_lp(n.encode()) for n in sorted(exclude))
+    else:
+        out = bytearray(info.header)
+    producer = d.get("_corral_producer")
+    if producer is None or producer is config:
+        out += b"\x00"
+    else:
+        out += b"\x01" + digest(producer)
+    items = bytearray()
+    count = 0
+    for f in info.identity_fields:
+        value = d[f.name]
+        if f.name in exclude or _is_meta_config(value):
+            continue
+        encoded = _field_encoding(config, f.name, value)
+        if f.kind is Kind.PARAM and f.has_default and encoded == f.default_encoding():
+            continue
+        items += _lp(f.name.encode()) + encoded
+        count += 1
+    init = d.get("_corral_init")
+    if init:  # init tasks run before the task: what it computes depends on them
+        items += _lp(INIT_TASKS.encode()) + _field_encoding(config, INIT_TASKS, list(init))
+        count += 1
+    out += _u64(count) + items
+    return bytes(out)
+
+
+def _is_meta_config(value: Any) -> bool:
+    from corral.core.config import Config
+
+    return isinstance(value, Config) and bool(value.__dict__.get("_corral_meta"))
+
+
+def _field_encoding(config: Config, name: str, value: Any) -> bytes:
+    try:
+        return encode(value)
+    except _Cycle as cycle:
+        cycle.path.insert(0, f"{type(config).__qualname__}.{name}")
+        raise
+    except _Unencodable as exc:
+        raise ConfigError(f"{type(config).__qualname__}.{name}: {exc}") from None
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{type(config).__qualname__}.{name}: {_short(exc.object)} is not valid "
+            f"Unicode: a lone surrogate at index {exc.start} (from a file name that "
+            "is not UTF-8?)"
+        ) from None
+
+
+def partial_identifier(config: Config, exclude: list[str] | tuple[str, ...]) -> str:
+    """The identity of ``config`` without the params ``exclude`` names (field names or
+    ``field(group=...)`` groups): 64 hex characters, shared by every config of the class
+    that differs only in those params. Seals the config."""
+    from corral.core.config import Config, _excluded, class_info
+
+    if not isinstance(config, Config):
+        raise ConfigError(f"partial_identifier() takes a Config, got {type(config).__name__}")
+    fields = dict(class_info(type(config)).fields)
+    names = _excluded(type(config), fields, "partial", tuple(exclude))
+    return partial_digest(config, names).hex()
+
+
+def partial_digest(config: Config, exclude: frozenset[str]) -> bytes:
+    """The digest of :func:`partial_identifier`, for resolved param names."""
+    from hashlib import sha256
+
+    digest(config)  # the whole tree checked and sealed first
+    return sha256(_digest_input(config, exclude)).digest()
 
 
 def identifier(config: Config) -> str:

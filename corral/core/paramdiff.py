@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from corral.core.fields import Kind
-from corral.core.identity import encode, header_for
+from corral.core.identity import INIT_TASKS, encode, header_for
 
 if TYPE_CHECKING:
     from corral.core.config import ClassInfo, Config
@@ -91,6 +91,9 @@ def encode_json(value: Any, objects: list[dict[str, Any]]) -> bytes:
         return encode(float(payload))
     if tag == "$tuple":
         return b"T" + _u64(len(payload)) + b"".join(encode_json(v, objects) for v in payload)
+    if tag == "$set":
+        items = sorted({encode_json(v, objects) for v in payload})
+        return b"U" + _u64(len(items)) + b"".join(items)
     if tag == "$dict":
         keys = sorted(payload, key=str.encode)
         items = b"".join(_lp(k.encode()) + encode_json(payload[k], objects) for k in keys)
@@ -112,9 +115,13 @@ def entry_digest(entry: dict[str, Any], objects: list[dict[str, Any]], names: se
     producer = entry.get("producer")
     out += b"\x00" if producer is None else b"\x01" + bytes.fromhex(objects[producer]["id"])
     ordered = sorted(names, key=str.encode)
-    out += _u64(len(ordered))
+    init = entry.get("init")
+    out += _u64(len(ordered) + (1 if init else 0))
     for name in ordered:
         out += _lp(name.encode()) + encode_json(entry["fields"][name], objects)
+    if init:
+        listed = [{"$config": i} for i in init]
+        out += _lp(INIT_TASKS.encode()) + encode_json(listed, objects)
     return hashlib.sha256(out).hexdigest()
 
 
@@ -125,6 +132,8 @@ def in_identity(entry: dict[str, Any], objects: list[dict[str, Any]], info: Clas
         if f.name not in entry["fields"]:
             continue
         value = entry["fields"][f.name]
+        if _is_config(value) and objects[value["$config"]].get("meta"):
+            continue  # a config marked with setmeta
         if (
             f.kind is Kind.PARAM
             and f.has_default
@@ -177,6 +186,8 @@ def _show(value: Any, objects: list[dict[str, Any]]) -> str:
     if tag == "$tuple":
         inner = ", ".join(_show(v, objects) for v in payload)
         return f"({inner},)" if len(payload) == 1 else f"({inner})"
+    if tag == "$set":
+        return "{" + ", ".join(_show(v, objects) for v in payload) + "}" if payload else "set()"
     if tag == "$dict":
         return "{" + ", ".join(f"{k!r}: {_show(v, objects)}" for k, v in payload.items()) + "}"
     if tag == "$path":

@@ -4,6 +4,7 @@ Configs are listed in ``objects`` children first, each with its class (module, q
 for a class defined in the experiment script, the script's path), its field values, tags,
 ``dep`` producer and identifier. Values use JSON natively where it is unambiguous and tagged
 objects otherwise: ``{"$path": ...}``, ``{"$tuple": [...]}``, ``{"$dict": {...}}``,
+``{"$set": [...]}`` (items in the order of their identity encodings),
 ``{"$enum": [class, name]}``, ``{"$config": index}``,
 ``{"$generated": {"producer": index, "relpath": ...}}``.
 
@@ -22,9 +23,10 @@ import sys
 from pathlib import Path, PurePath
 from typing import Any
 
-from corral.core.config import Config, children, class_info, seal, walk
+from corral.core.config import Config, children, class_info, generated_base, seal, walk
 from corral.core.frozen import FrozenDict, FrozenList
-from corral.core.identity import digest
+from corral.core.generated import claim
+from corral.core.identity import digest, encode
 from corral.core.paths import (
     GeneratedPath,
     import_root_for_file,
@@ -33,6 +35,8 @@ from corral.core.paths import (
 from corral.errors import ConfigError
 
 FORMAT = 1
+_FLAGS = {"_corral_meta": "meta", "_corral_isolated": "isolate_tags"}
+"""Flags of a config (``setmeta``, ``isolate_tags``) and their keys in its entry."""
 
 
 def _class_ref(cls: type[Any]) -> dict[str, str]:
@@ -102,6 +106,12 @@ class _Writer:
         tags = c.__dict__.get("_corral_tags")
         if tags:
             entry["tags"] = {k: self.value(v) for k, v in tags.items()}
+        for flag, key in _FLAGS.items():
+            if c.__dict__.get(flag):
+                entry[key] = True
+        init = c.__dict__.get("_corral_init")
+        if init:
+            entry["init"] = [self.config(i) for i in init]
         self.add_root(type(c))
         self.index[id(c)] = len(self.objects)
         self.objects.append(entry)
@@ -118,6 +128,9 @@ class _Writer:
             return [self.value(x) for x in v]
         if t is tuple:
             return {"$tuple": [self.value(x) for x in v]}
+        if t is frozenset or t is set:
+            ordered = sorted(v, key=encode)  # the same file for the same set
+            return {"$set": [self.value(x) for x in ordered]}
         if t is dict or t is FrozenDict:
             return {"$dict": {k: self.value(x) for k, x in v.items()}}
         if isinstance(v, Config):
@@ -244,29 +257,6 @@ class Loaded:
         self.own = own
 
 
-def _subtree(task: Config) -> list[Config]:
-    """``task`` and the configs inside its fields, not descending into another task."""
-    from corral.core.task import Task
-
-    found: list[Config] = []
-    seen: set[int] = set()
-    stack = [task]
-    while stack:
-        c = stack.pop()
-        if id(c) in seen:
-            continue
-        seen.add(id(c))
-        found.append(c)
-        for name in class_info(type(c)).value_fields:
-            if name in c.__dict__:
-                stack.extend(
-                    v
-                    for v in children(c.__dict__[name])
-                    if isinstance(v, Config) and not isinstance(v, Task)
-                )
-    return found
-
-
 def load_params(data: dict[str, Any]) -> Loaded:
     """Rebuild the config tree of ``params.json`` (classes imported as in the client)."""
     if data.get("corral") != FORMAT:
@@ -292,16 +282,17 @@ def load_params(data: dict[str, Any]) -> Loaded:
             return tuple(value(x) for x in payload)
         if tag == "$dict":
             return {k: value(x) for k, x in payload.items()}
+        if tag == "$set":
+            return frozenset(value(x) for x in payload)
         if tag == "$float":
             return float(payload)
         if tag == "$enum":
             return getattr(_load_class(payload[0], moved), payload[1])
         if tag == "$generated":
             producer = configs[payload["producer"]]
-            base = producer.__dict__["__taskdir__"]
-            return GeneratedPath.make(
-                base / payload["relpath"], payload["relpath"], producer=producer
-            )
+            rel = payload["relpath"]
+            path = generated_base(producer.__dict__["__taskdir__"], rel)
+            return GeneratedPath.make(path, rel, producer=producer)
         raise ConfigError(f"params.json: unknown value tag {tag!r}")
 
     from corral.core.task import Task
@@ -321,6 +312,11 @@ def load_params(data: dict[str, Any]) -> Loaded:
                 d[f.name] = f.make_default()
         if "tags" in entry:
             d["_corral_tags"] = {k: value(v) for k, v in entry["tags"].items()}
+        for flag, key in _FLAGS.items():
+            if entry.get(key):
+                d[flag] = True
+        if "init" in entry:
+            d["_corral_init"] = [configs[i] for i in entry["init"]]
         d["_corral_digest"] = bytes.fromhex(entry["id"])
         seal(c)
     root = configs[data["root"]]
@@ -328,15 +324,10 @@ def load_params(data: dict[str, Any]) -> Loaded:
     root.__dict__["__taskdir__"] = job_dir
     for c in configs:
         c.__dict__["__maintaskdir__"] = job_dir
-    # The generated paths of a config below a sub-task are where that sub-task's job made
-    # them; the main task's tree comes first, so a config in both trees is the main task's.
-    own = _subtree(root)
-    owner: dict[int, Path] = {id(c): job_dir for c in own}
+    # The same owners as in the client: the generated paths of a config below a sub-task
+    # are where that sub-task's job made them.
+    own = [root, *claim(root)]
     for task in configs:
         if isinstance(task, Task) and task is not root:
-            for c in _subtree(task):
-                owner.setdefault(id(c), task.__dict__["__taskdir__"])
-    for c in configs:
-        if not isinstance(c, Task) and id(c) in owner:
-            c.__dict__["_corral_basedir"] = owner[id(c)]
+            claim(task, first_wins=True)
     return Loaded(root, configs, data, own)

@@ -3,7 +3,8 @@
 A validator takes a value and returns the value to store (``int`` given to a ``float`` param
 becomes a float, ``str`` given to a ``Path`` param becomes a ``Path``, containers are copied),
 or raises :class:`Mismatch`. Supported: bool, int, float, str, Path, Enum, None/Optional,
-Literal, list, tuple, dict with str keys, Config subclasses, and ``Any``.
+Literal, list, tuple, set and frozenset (both stored as a ``frozenset``), dict with str keys,
+Config subclasses, and ``Any``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ Validator = Callable[[Any], Any]
 
 SUPPORTED = (
     "bool, int, float, str, Path, an Enum, None/Optional, Literal, list[T], tuple[T, ...], "
-    "dict[str, T], a Config subclass, Any"
+    "set[T], frozenset[T], dict[str, T], a Config subclass, Any"
 )
 
 
@@ -180,6 +181,24 @@ def _dict_of(value: Validator) -> Validator:
     return check
 
 
+def _set_of(item: Validator) -> Validator:
+    def check(v: Any) -> Any:
+        if not isinstance(v, set | frozenset):
+            raise Mismatch(v)
+        out = []
+        for x in v:
+            try:
+                out.append(item(x))
+            except Mismatch as exc:
+                raise Mismatch(exc.value, f" item{exc.where}") from None
+        try:
+            return frozenset(out)
+        except TypeError:  # an item validated into something unhashable
+            raise Mismatch(v) from None
+
+    return check
+
+
 def _union_of(options: list[Validator]) -> Validator:
     def check(v: Any) -> Any:
         for option in options:
@@ -241,6 +260,8 @@ def validator_for(tp: Any) -> Validator:
         if args == ((),):
             return _tuple_of([], None)
         return _tuple_of([validator_for(a) for a in args], None)
+    if tp in (set, frozenset) or origin in (set, frozenset):
+        return _set_of(validator_for(args[0]) if args else _check_any)
     if tp is dict or origin is dict:
         if args and args[0] is not str:
             raise UnsupportedType(f"{describe(tp)} (dict keys must be str)")
@@ -248,3 +269,40 @@ def validator_for(tp: Any) -> Validator:
     if isinstance(tp, type) and issubclass(tp, enum.Enum | Config):
         return _instance_of(tp)
     raise UnsupportedType(describe(tp))
+
+
+def narrower(new: Any, old: Any) -> bool:
+    """Whether every value annotation ``new`` accepts is also valid for ``old`` (a field
+    override that a base class's code can still rely on)."""
+    if new == old or old is Any:
+        return True
+    union = (typing.Union, types.UnionType)
+    new_origin, old_origin = typing.get_origin(new), typing.get_origin(old)
+    if new_origin in union:
+        return all(narrower(n, old) for n in typing.get_args(new))
+    if old_origin in union:
+        return any(narrower(new, o) for o in typing.get_args(old))
+    if new_origin is typing.Literal:
+        try:
+            check = validator_for(old)
+        except UnsupportedType:
+            return False
+        try:
+            return all(check(v) == v for v in typing.get_args(new))
+        except Mismatch:
+            return False
+    if new is type(None) or new is None:
+        return old is type(None) or old is None
+    if isinstance(new, type) and isinstance(old, type) and new_origin is None:
+        if new is bool:  # a bool is never accepted as an int (see _check_int)
+            return old is bool
+        return issubclass(new, old) or (new is int and old is float)
+    if new_origin is not None and new_origin == old_origin:
+        new_args, old_args = typing.get_args(new), typing.get_args(old)
+        if len(new_args) != len(old_args):
+            return False
+        return all(
+            a == b or (a is not Ellipsis and b is not Ellipsis and narrower(a, b))
+            for a, b in zip(new_args, old_args, strict=True)
+        )
+    return False

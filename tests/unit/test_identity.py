@@ -265,8 +265,8 @@ def test_cycle_is_detected():
 
 
 def test_unhashable_value_in_any_is_a_clear_error():
-    with pytest.raises(ConfigError, match="cannot hash a value of type set"):
-        identifier(Anything(v={1, 2}))
+    with pytest.raises(ConfigError, match="cannot hash a value of type bytes"):
+        identifier(Anything(v=b"raw"))
 
 
 def test_identifier_of_a_non_config():

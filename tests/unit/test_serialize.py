@@ -109,13 +109,14 @@ def test_maintaskdir_on_every_config_and_generated_paths_in_their_tasks_director
     root = loaded.root
     assert {c.__maintaskdir__ for c in loaded.configs} == {job_dir}
     assert len(loaded.configs) == 7
-    assert root.part.file == job_dir / "part/deep/file.txt"
-    assert root.part.inner.file == job_dir / "part/deep/file.txt"
-    assert root.parts[0].file == job_dir / "part/deep/file.txt"
+    # each nested config at its own place: out/<its position in the tree>/<relpath>
+    assert root.part.file == job_dir / "out/part/part/deep/file.txt"
+    assert root.part.inner.file == job_dir / "out/part/inner/part/deep/file.txt"
+    assert root.parts[0].file == job_dir / "out/parts/0/part/deep/file.txt"
     assert root.producer.out == producer_dir / "out.txt"
     # where the producer's own job put its sub-config's file, not in this job
-    assert root.producer.part.file == producer_dir / "part/deep/file.txt"
-    assert root.producer.part.inner.file == producer_dir / "part/deep/file.txt"
+    assert root.producer.part.file == producer_dir / "out/part/part/deep/file.txt"
+    assert root.producer.part.inner.file == producer_dir / "out/part/inner/part/deep/file.txt"
     own = {id(c) for c in loaded.own}
     assert own == {id(root), id(root.part), id(root.part.inner), id(root.parts[0])}
 
@@ -125,4 +126,4 @@ def test_a_config_in_both_trees_belongs_to_the_main_task():
     producer = Producer(part=shared)
     loaded, job_dir = roundtrip(Main(part=shared, producer=producer))
     assert loaded.root.producer.part is loaded.root.part
-    assert loaded.root.part.file == job_dir / "part/deep/file.txt"
+    assert loaded.root.part.file == job_dir / "out/part/part/deep/file.txt"
