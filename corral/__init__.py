@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from corral._version import __version__
 from corral.core.config import Config
-from corral.core.fields import Constant, Meta, Param, field, pathgenerator, tag
-from corral.core.identity import identifier
+from corral.core.configops import copyconfig, isolate_tags, setmeta
+from corral.core.fields import Choices, Constant, Meta, Param, field, partial, pathgenerator, tag
+from corral.core.identity import identifier, partial_identifier
 from corral.core.resumable import ResumableTask
-from corral.core.task import Task, dependencies
+from corral.core.task import LightweightTask, Task, TaskCancelled, dependencies
 from corral.errors import (
     AuthenticationError,
+    CallbackFailed,
     ConfigError,
     ConnectorError,
     CorralError,
@@ -70,6 +72,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AuthenticationError",
+    "CallbackFailed",
+    "Choices",
     "Config",
     "ConfigError",
     "ConnectorError",
@@ -81,6 +85,7 @@ __all__ = [
     "JobFailedError",
     "JobState",
     "Launcher",
+    "LightweightTask",
     "LoginNeeded",
     "Meta",
     "Param",
@@ -91,8 +96,10 @@ __all__ = [
     "SubmissionError",
     "SubmitHook",
     "Task",
+    "TaskCancelled",
     "__version__",
     "cache",
+    "copyconfig",
     "dependencies",
     "experiment",
     "explain",
@@ -101,10 +108,14 @@ __all__ = [
     "fitting",
     "hookimpl",
     "identifier",
+    "isolate_tags",
     "launcher",
     "load_hosts",
     "match_hosts",
+    "partial",
+    "partial_identifier",
     "pathgenerator",
+    "setmeta",
     "submit_hook_decorator",
     "tag",
 ]

@@ -130,6 +130,18 @@ class JobFailedError(CorralError):
         super().__init__(f"{len(self.failures)} job(s) failed:\n{lines}")
 
 
+class CallbackFailed(CorralError):
+    """``on_completed`` callbacks raised; their jobs are done all the same."""
+
+    def __init__(self, failures: Sequence[str]) -> None:
+        self.failures = list(failures)
+        if len(self.failures) == 1:
+            super().__init__(f"an on_completed callback failed: {self.failures[0]}")
+        else:
+            lines = "\n".join(f"  {f}" for f in self.failures)
+            super().__init__(f"{len(self.failures)} on_completed callbacks failed:\n{lines}")
+
+
 def closest(name: str, valid: Iterable[str]) -> str | None:
     """The valid name most like ``name``, when one is close enough to be a likely typo."""
     found = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.app.choose import Choice, Launchers
+from corral.app.completion import Completions
 from corral.app.interrupt import (
     Terminated,
     debug,
@@ -52,8 +53,9 @@ from corral.core.identity import identifier, type_id
 from corral.core.job import Job, JobState, Resources
 from corral.core.pool import FirstFit, LauncherPool
 from corral.core.provenance import Recorder, check_option
+from corral.core.resumable import ResumableTask
 from corral.core.scheduler import Scheduler
-from corral.core.task import Dep, Task, dependencies
+from corral.core.task import Dep, Task, attach_init_tasks, dependencies
 from corral.core.workspace import Workspace
 from corral.errors import ConfigError, ExperimentStopped, FailedJob, JobFailedError
 from corral.ops import runstop
@@ -106,6 +108,7 @@ class Experiment:
         self.default_launcher = self.launchers.resolve("local" if launcher is None else launcher)
         self.jobs: dict[str, Job] = {}
         self.scheduler = Scheduler(self.workspace, on_finished=self._finished)
+        self.completions = Completions()
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self._record = None
         self._client: Any = None
@@ -155,6 +158,11 @@ class Experiment:
         """
         if not isinstance(task, Task):
             raise ConfigError(f"submit() takes a Task, got {type(task).__name__}")
+        init_tasks = options.pop("init_tasks", None)
+        max_retries = options.pop("max_retries", None)
+        if init_tasks is not None:
+            attach_init_tasks(task, init_tasks)
+        _check_retries(task, max_retries)
         ident = identifier(task)
         tid = type_id(task)
         key = f"{tid}/{ident}"
@@ -172,11 +180,13 @@ class Experiment:
                         f"{identifier(dep)[:12]}, which was not submitted: submit it first"
                     )
                 deps.append(dep_job)
-            _check_importable(task)
+            if not self.dry_run:
+                _check_importable(task)
             pool = resolved if isinstance(resolved, LauncherPool) else None
             shown = pool.representative(deps, self.workspace) if pool is not None else resolved
             assert not isinstance(shown, LauncherPool)
             job = Job(task, ident, tid, self._directory(shown, tid, ident), shown, deps)
+            job.max_retries = max_retries
             if not self.dry_run:
                 self._record_code(job)
             # Members of a first-fit pool differ: what a job does not ask comes from the one
@@ -217,7 +227,18 @@ class Experiment:
                 self.scheduler.add(job)
         task.__dict__["__taskdir__"] = job.directory
         claim(task)
+        if max_retries is not None:
+            job.max_retries = max_retries
+        if not self.dry_run:
+            for callback in task.__dict__.get("_corral_on_completed", ()):
+                self.completions.add(job, callback)
         return task.task_outputs(Dep(task))
+
+    def on_completed(self, task: Task, callback: Any) -> None:
+        """Call ``callback(task)`` once the job of the submitted ``task`` is done."""
+        job = self.jobs.get(f"{type_id(task)}/{identifier(task)}")
+        if job is not None and not self.dry_run:
+            self.completions.add(job, callback)
 
     def _directory(self, launcher: Launcher, type_id: str, identifier: str) -> Path:
         if self.dry_run:  # the same path, found without connecting where possible
@@ -258,6 +279,7 @@ class Experiment:
         failed = [j for j in self.jobs.values() if j.state is JobState.FAILED]
         if failed:
             raise JobFailedError([_failed_job(j, str(self.workspace.root)) for j in failed])
+        self.completions.wait()
 
     def _stopped(self, why: str) -> str:
         jobs = list(self.jobs.values())
@@ -272,10 +294,12 @@ class Experiment:
 
     def _finished(self, job: Job) -> None:
         self.plugins.job_finished(job, job.state)
+        self.completions.finished(job)
 
     def close(self) -> None:
         """Stop scheduling, close the record, release the snapshots."""
         self.scheduler.stop()
+        self.completions.close()
         self.recorder.close()
         if self._record is not None:
             self._record.close()
@@ -310,10 +334,27 @@ def _check_importable(task: Task) -> None:
     for config in walk(task):
         qualname = type(config).__qualname__
         if "<locals>" in qualname:
+            function = qualname.split(".<locals>")[0]
             raise ConfigError(
-                f"{qualname} is defined inside a function: a job process cannot import it; "
-                "define it at the top level of a module or of the experiment script"
+                f"{qualname} is defined inside the function {function}(): the job process "
+                "rebuilds a task by importing its classes from their module, and a class "
+                "made by a function call has no name there; define it at the top level of "
+                f"{type(config).__module__} (a dry run, `corral dry-run SCRIPT`, works as is)"
             )
+
+
+def _check_retries(task: Task, max_retries: Any) -> None:
+    if max_retries is None:
+        return
+    name = type(task).__qualname__
+    if not isinstance(task, ResumableTask):
+        raise ConfigError(
+            f"{name}.submit(max_retries={max_retries!r}): only a ResumableTask is submitted "
+            "again after a time limit or a preemption; for other failures see the "
+            "launcher's retry budget (docs/reliability.md)"
+        )
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise ConfigError(f"{name}.submit(max_retries={max_retries!r}): expected an int >= 0")
 
 
 def _wait(xp: Experiment, name: str, *, show: bool) -> None:

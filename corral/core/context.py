@@ -29,6 +29,10 @@ class Submitter(Protocol):
         """Schedule ``task``; return its ``task_outputs``."""
         ...
 
+    def on_completed(self, task: Task, callback: Any) -> None:
+        """Call ``callback(task)`` once the job of the submitted ``task`` is done."""
+        ...
+
 
 _CURRENT: contextvars.ContextVar[Submitter | None] = contextvars.ContextVar(
     "corral_submitter", default=None

@@ -167,7 +167,7 @@ def digest(config: Config) -> bytes:
             raise
         raise ConfigError(
             f"the config tree contains a cycle: {' → '.join(cycle.path)} → "
-            f"{type(config).__qualname__} "
+            f"{type(config).__name__} "
             "(an identity is a hash of the values inside a config, which a cycle never ends)"
         ) from None
     except BaseException:
@@ -226,7 +226,7 @@ def _field_encoding(config: Config, name: str, value: Any) -> bytes:
     try:
         return encode(value)
     except _Cycle as cycle:
-        cycle.path.insert(0, f"{type(config).__qualname__}.{name}")
+        cycle.path.insert(0, f"{type(config).__name__}.{name}")
         raise
     except _Unencodable as exc:
         raise ConfigError(f"{type(config).__qualname__}.{name}: {exc}") from None

@@ -345,6 +345,9 @@ class Job:
         self.handle: Any = None
         self.retries = 0
         """How many times the job was submitted again (see :attr:`attempts`)."""
+        self.max_retries: int | None = None
+        """``submit(max_retries=)``: a ResumableTask's budget for this job (None: the
+        class's ``max_retries``)."""
         self.found: JobState | None = None
         """What the first look at it found: done by an earlier run, or running (re-attached);
         None when this run started it, or has not yet."""

@@ -92,8 +92,8 @@ def encode_json(value: Any, objects: list[dict[str, Any]]) -> bytes:
     if tag == "$tuple":
         return b"T" + _u64(len(payload)) + b"".join(encode_json(v, objects) for v in payload)
     if tag == "$set":
-        items = sorted({encode_json(v, objects) for v in payload})
-        return b"U" + _u64(len(items)) + b"".join(items)
+        encoded = sorted({encode_json(v, objects) for v in payload})
+        return b"U" + _u64(len(encoded)) + b"".join(encoded)
     if tag == "$dict":
         keys = sorted(payload, key=str.encode)
         items = b"".join(_lp(k.encode()) + encode_json(payload[k], objects) for k in keys)

@@ -371,7 +371,8 @@ def retry_allowed(job: Job, failure: Failure) -> int | None:
     if isinstance(job.task, ResumableTask) and failure.reason in RESUMED_AFTER:
         group = set(RESUMED_AFTER)
         for reason in RESUMED_AFTER:
-            budget[reason] = max(budget.get(reason, 0), job.task.max_retries)
+            allowed = job.task.max_retries if job.max_retries is None else job.max_retries
+            budget[reason] = max(budget.get(reason, 0), allowed)
     allowed = max((budget.get(r, 0) for r in group), default=0)
     used = sum(1 for ended in job.attempts if ended.reason in group)
     return allowed if used < allowed else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -95,6 +96,67 @@ class Task(Config):
         """What ``submit()`` returns; parts marked with ``dep`` depend on this task."""
         return dep(self)
 
+    def on_completed(self, callback: Callable[[Task], Any]) -> None:
+        """Have the client call ``callback(task)`` once the task's job is done (at once, in
+        the experiment's callback thread, if it already is); never in a dry run, never for
+        a job that failed. An exception in a callback makes ``wait()`` raise."""
+        if not callable(callback):
+            raise ConfigError(f"{type(self).__qualname__}.on_completed() takes a callable")
+        self.__dict__.setdefault("_corral_on_completed", []).append(callback)
+        xp = context.current()
+        if xp is not None and "__taskdir__" in self.__dict__:
+            xp.on_completed(self, callback)
+
+
+class TaskCancelled(BaseException):  # like KeyboardInterrupt: a request, not an error
+    """Raised inside ``execute()`` when the job is asked to stop (SIGTERM from ``corral jobs
+    kill``, ``scancel``, a node going down; SIGINT; SIGHUP). Catch it to clean up, then let it
+    go on (or return): the job ends as ``killed`` either way. A batch scheduler gives the
+    cleanup its grace period (SLURM's ``KillWait``), the local and SSH launchers their
+    ``cancel_grace`` (10 s by default), before SIGKILL."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(f"cancelled by {name}")
+        self.signum = signum
+        self.signal = name
+
+
+class LightweightTask(Config):
+    """A config that runs in another task's job, before it: ``task.submit(init_tasks=[...])``
+    (loading weights into a model, seeding, warming a cache). Init tasks enter the
+    identity of the task they are given to, in order; their generated paths are in its job
+    directory (``out/init/0/...``)."""
+
+    def execute(self) -> None:
+        """The work; subclasses define it. Runs with the job directory as working directory."""
+        raise ConfigError(f"{type(self).__qualname__} does not define execute()")
+
+
+def attach_init_tasks(task: Task, init_tasks: Iterable[Any]) -> None:
+    """Give ``task`` the init tasks of its submission (before its identity is taken)."""
+    from corral.core.identity import identifier
+
+    given = list(init_tasks) if not isinstance(init_tasks, Config) else [init_tasks]
+    for item in given:
+        if not isinstance(item, LightweightTask):
+            raise ConfigError(
+                f"{type(task).__qualname__}.submit(init_tasks=...): expected LightweightTask "
+                f"instances, got {type(item).__qualname__}"
+            )
+    current = task.__dict__.get("_corral_init", [])
+    if [identifier(i) for i in current] == [identifier(i) for i in given]:
+        return
+    if task.__dict__.get("_corral_digest"):
+        raise ConfigError(
+            f"{type(task).__qualname__}.submit(init_tasks=...): its identifier was taken "
+            "without these init tasks, and they enter it; submit a copy "
+            "(copyconfig(task).submit(init_tasks=[...]))"
+        )
+    if given:
+        task.__dict__["_corral_init"] = given
+    else:
+        task.__dict__.pop("_corral_init", None)
+
 
 def producer_of(value: Any) -> Task | None:
     """The task a value depends on: a task itself, a ``dep``-marked config, a generated path."""
@@ -131,6 +193,8 @@ def dependencies(config: Config) -> list[Task]:
                 if name in value.__dict__:
                     for child in children(value.__dict__[name]):
                         visit(child)
+            for init in value.__dict__.get("_corral_init", ()):
+                visit(init)
 
     visit(config, top=True)
     return list(found.values())

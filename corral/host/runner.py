@@ -7,6 +7,8 @@ no marker knows the job is gone. The lock file holds the handle of the process h
 A distributed job's process coordinates its ranks instead of executing the task itself
 (:mod:`corral.host.ranks`); each rank is ``python -m corral.run --rank params.json``.
 
+A stop signal (SIGTERM, SIGINT, SIGHUP) raises :class:`~corral.core.task.TaskCancelled` in
+the task, which may clean up; the job then ends as ``killed``.
 A :class:`~corral.core.resumable.ResumableTask` is not interrupted by SIGTERM (preemption,
 ``scancel``): it is told (``time_is_up()``), saves its progress and calls ``resume_later()``;
 a batch scheduler ends it for good after its grace period.
@@ -28,6 +30,7 @@ from typing import Any
 
 from corral.core import procs, resumable, slots
 from corral.core.job import Failure, FailureReason, JobState
+from corral.core.task import TaskCancelled
 from corral.core.workspace import (
     LAUNCH,
     RUN_LOCK,
@@ -44,12 +47,6 @@ HOLDER_SIZE = 160  # bytes of the run lock's content: the handle of the process 
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-class _Killed(BaseException):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 class _DependencyFailed(Exception):
     pass
 
@@ -58,8 +55,15 @@ class _ImportFailed(Exception):
     pass
 
 
+_cancelled: TaskCancelled | None = None
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise _Killed(signum)
+    global _cancelled
+    if _cancelled is not None:  # asked again while cleaning up: ends the cleanup too
+        raise _cancelled
+    _cancelled = TaskCancelled(signum, signal.Signals(signum).name)
+    raise _cancelled
 
 
 def wait_for_dependencies(workspace: Path, relpaths: list[str], max_pause: float = 2.0) -> None:
@@ -137,24 +141,30 @@ def execute(
         for signum in (signal.SIGTERM, signal.SIGINT):  # asked to stop: checkpoint first
             signal.signal(signum, _stop_requested)
     os.chdir(job_dir)
+    for init in task.__dict__.get("_corral_init", ()):
+        init.execute()
     task.execute()  # type: ignore[attr-defined]
 
 
 def _stop_requested(signum: int, frame: FrameType | None) -> None:
     if resumable.stop_requested():  # asked twice: it ends now
-        raise _Killed(signum)
+        _on_signal(signum, frame)
     resumable.request_stop(signal.Signals(signum).name)
 
 
 def attempt(run: Callable[[], None]) -> tuple[Failure | None, int]:
     """Run ``run``, SIGTERM/SIGINT/SIGHUP ending it as ``killed``; the failure it ended with
     (None: done) and the exit code to give."""
+    global _cancelled
+    _cancelled = None
     try:
         for signum in CAUGHT_SIGNALS:  # inside the try: a signal from now on is caught here
             signal.signal(signum, _on_signal)
         run()
-    except _Killed as exc:
-        name = signal.Signals(exc.signum).name
+        if _cancelled is not None:  # the task caught TaskCancelled and returned
+            raise _cancelled
+    except TaskCancelled as exc:
+        name = exc.signal
         return Failure(FailureReason.KILLED, f"killed by {name}", signal=name), 128 + exc.signum
     except _DependencyFailed as exc:
         return Failure(FailureReason.DEPENDENCY, str(exc)), 1

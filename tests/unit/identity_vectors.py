@@ -15,9 +15,22 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-from corral import Config, Constant, Meta, Param, Task, identifier, pathgenerator, tag
+from corral import (
+    Config,
+    Constant,
+    LightweightTask,
+    Meta,
+    Param,
+    Task,
+    field,
+    identifier,
+    partial_identifier,
+    pathgenerator,
+    setmeta,
+    tag,
+)
 from corral.core.identity import HASH_VERSION
-from corral.core.task import Dep
+from corral.core.task import Dep, attach_init_tasks
 
 VECTORS_FILE = Path(__file__).parent.parent / "data" / "identity_vectors.json"
 
@@ -81,6 +94,31 @@ class Maybe(Config, id="golden.Maybe"):
     shade: Param[Shade] = Shade.DARK
 
 
+class Sets(Config, id="golden.Sets"):
+    s: Param[set[int]] = set()
+    f: Param[frozenset[str]] = frozenset()
+
+
+class Holder(Config, id="golden.Holder"):
+    inner: Param[Inner]
+    n: Param[int] = 0
+
+
+class Warm(LightweightTask, id="golden.Warm"):
+    steps: Param[int]
+
+
+class Run(Task, id="golden.Run"):
+    lr: Param[float] = 0.1
+    epochs: Param[int] = field(default=10, group="schedule")
+    seed: Param[int] = field(default=0, group="schedule")
+
+
+def _with_init(task: Task, *init: LightweightTask) -> Task:
+    attach_init_tasks(task, init)
+    return task
+
+
 def build() -> dict[str, Config]:
     """The named configs of the golden vectors."""
     producer = Producer(seed=7)
@@ -124,6 +162,23 @@ def build() -> dict[str, Config]:
         "generated-path-used": PathHolder(path=producer.out),
         "dep-marked": producer.task_outputs(Dep(producer)),
         "config-in-any": Value(v={"m": Inner(n=1), "l": (1.5, "s")}),
+        "set": Sets(s={3, 1, 2}, f={"b", "a"}),
+        "set-reordered": Sets(s={2, 3, 1}, f=frozenset({"a", "b"})),
+        "set-empty-is-default": Sets(s=set()),
+        "set-of-configs": Value(v={Inner(n=1), Inner(n=2)}),
+        "setmeta-excluded": Holder(inner=setmeta(Inner(n=5)), n=1),
+        "init-tasks": _with_init(Run(), Warm(steps=1), Warm(steps=2)),
+        "init-tasks-reordered": _with_init(Run(), Warm(steps=2), Warm(steps=1)),
+    }
+
+
+def partials() -> dict[str, str]:
+    """Partial identifiers (``partial_identifier``) pinned beside the vectors."""
+    return {
+        "run-without-epochs": partial_identifier(Run(epochs=20), ["epochs"]),
+        "run-without-epochs-other-value": partial_identifier(Run(epochs=50), ["epochs"]),
+        "run-without-schedule": partial_identifier(Run(lr=0.5, epochs=3, seed=4), ["schedule"]),
+        "run-without-lr": partial_identifier(Run(lr=0.5), ["lr"]),
     }
 
 
@@ -134,8 +189,8 @@ def compute() -> dict[str, str]:
 
 if __name__ == "__main__":
     if "--write" not in sys.argv:
-        print(json.dumps(compute(), indent=2))
+        print(json.dumps({"vectors": compute(), "partials": partials()}, indent=2))
         sys.exit(0)
-    data = {"hash_version": HASH_VERSION, "vectors": compute()}
+    data = {"hash_version": HASH_VERSION, "vectors": compute(), "partials": partials()}
     VECTORS_FILE.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {len(data['vectors'])} vectors to {VECTORS_FILE}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from corral import Config, ConfigError, Meta, Param, Task, identifier, tag
+from corral import Config, ConfigError, Meta, Param, Task, identifier, setmeta, tag
 from corral.core.config import fields
 from corral.core.fields import Kind
 from corral.core.identity import HASH_VERSION, type_id
@@ -48,7 +48,22 @@ def test_golden_vector_equalities():
     assert v["defaults-all"] == v["defaults-explicit-equal"] != v["defaults-changed"]
     assert v["tagged"] == identifier(identity_vectors.Value(v=5))
     assert v["meta-excluded"] == identifier(identity_vectors.WithMeta(a=1))
-    assert len(set(v.values())) == len(v) - 4  # exactly the equal pairs above
+    assert v["set"] == v["set-reordered"]  # order and repeats do not count
+    assert v["set-empty-is-default"] == identifier(identity_vectors.Sets())
+    other = identity_vectors.Holder(inner=setmeta(identity_vectors.Inner(n=99)), n=1)
+    assert v["setmeta-excluded"] == identifier(other)
+    assert v["init-tasks"] != identifier(identity_vectors.Run())  # init tasks count, in order
+    assert len(set(v.values())) == len(v) - 5  # exactly the equal pairs above
+
+
+def test_golden_partial_identifiers():
+    data = json.loads(identity_vectors.VECTORS_FILE.read_text())
+    p = identity_vectors.partials()
+    assert p == data["partials"]
+    assert p["run-without-epochs"] == p["run-without-epochs-other-value"]
+    assert len(set(p.values())) == len(p) - 1
+    full = identity_vectors.compute()
+    assert not set(p.values()) & set(full.values())  # never an identifier of a config
 
 
 # --- an independent implementation of docs/identity.md -------------------------------------
@@ -81,6 +96,9 @@ def _spec_enc(v: Any) -> bytes:
     if isinstance(v, list | tuple):
         tag_ = b"L" if isinstance(v, list) else b"T"
         return tag_ + struct.pack(">Q", len(v)) + b"".join(_spec_enc(x) for x in v)
+    if isinstance(v, set | frozenset):
+        items = sorted({_spec_enc(x) for x in v})
+        return b"U" + struct.pack(">Q", len(items)) + b"".join(items)
     if isinstance(v, dict):
         keys = sorted(v, key=lambda k: k.encode())
         body = b"".join(_lp(k.encode()) + _spec_enc(v[k]) for k in keys)
@@ -90,23 +108,46 @@ def _spec_enc(v: Any) -> bytes:
     raise TypeError(v)
 
 
-def _spec_digest(c: Config) -> bytes:
+def _spec_digest(c: Config, without: frozenset[str] = frozenset()) -> bytes:
     listed = []
     for name, f in fields(c).items():
+        if name in without:
+            continue
         if f.kind is Kind.CONSTANT:
             listed.append((name, c.__dict__[name]))
         elif f.kind is Kind.PARAM:
             value = c.__dict__[name]
+            if isinstance(value, Config) and value.__dict__.get("_corral_meta"):
+                continue  # setmeta: left out like a Meta field
             if f.has_default and _spec_enc(value) == _spec_enc(f.make_default()):
                 continue
             listed.append((name, value))
     listed.sort(key=lambda item: item[0].encode())
+    init = c.__dict__.get("_corral_init")
+    if init:  # listed last, after the sorted fields
+        listed.append(("__init_tasks__", list(init)))
     producer = c.__dict__.get("_corral_producer")
-    data = b"corral-config\x00" + struct.pack(">Q", HASH_VERSION) + _lp(type_id(c).encode())
+    if without:
+        data = b"corral-partial\x00" + struct.pack(">Q", HASH_VERSION) + _lp(type_id(c).encode())
+        data += struct.pack(">Q", len(without))
+        data += b"".join(_lp(n.encode()) for n in sorted(without, key=str.encode))
+    else:
+        data = b"corral-config\x00" + struct.pack(">Q", HASH_VERSION) + _lp(type_id(c).encode())
     data += b"\x00" if producer is None or producer is c else b"\x01" + _spec_digest(producer)
     data += struct.pack(">Q", len(listed))
     data += b"".join(_lp(n.encode()) + _spec_enc(v) for n, v in listed)
     return hashlib.sha256(data).digest()
+
+
+def test_spec_reimplementation_matches_the_partial_identifiers():
+    v = identity_vectors
+    expected = json.loads(v.VECTORS_FILE.read_text())["partials"]
+    assert _spec_digest(v.Run(epochs=20), frozenset({"epochs"})).hex() == expected[
+        "run-without-epochs"]
+    schedule = frozenset({"epochs", "seed"})  # the group "schedule", resolved to its params
+    assert _spec_digest(v.Run(lr=0.5, epochs=3, seed=4), schedule).hex() == expected[
+        "run-without-schedule"]
+    assert _spec_digest(v.Run(lr=0.5), frozenset({"lr"})).hex() == expected["run-without-lr"]
 
 
 @pytest.mark.parametrize("name", sorted(identity_vectors.build()))
