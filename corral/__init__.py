@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from typing import Literal as Choices  # Param[Choices["adam", "sgd"]]: a fixed set
 
 from corral._version import __version__
 from corral.core.config import Config
 from corral.core.configops import copyconfig, isolate_tags, setmeta
-from corral.core.fields import Choices, Constant, Meta, Param, field, partial, pathgenerator, tag
+from corral.core.fields import Constant, Meta, Param, field, partial, pathgenerator, tag
 from corral.core.identity import identifier, partial_identifier
 from corral.core.resumable import ResumableTask
 from corral.core.task import LightweightTask, Task, TaskCancelled, dependencies

@@ -1,4 +1,4 @@
-"""Field markers: ``Param``, ``Meta``, ``Constant``, ``Choices``, ``pathgenerator``, ``partial``,
+"""Field markers: ``Param``, ``Meta``, ``Constant``, ``pathgenerator``, ``partial``,
 ``field`` and ``tag``.
 
 A config class declares its fields with annotations::
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -52,11 +52,6 @@ Meta = Annotated[T, META_MARKER]
 
 Constant = Annotated[T, CONSTANT_MARKER]
 """A fixed value, always part of the identity: a way to version a task."""
-
-
-Choices = Literal
-"""A value from a fixed set, checked at construction: ``Param[Choices["adam", "sgd"]]`` (the
-same as ``Literal[...]``)."""
 
 
 class Partial:

@@ -194,7 +194,7 @@ def test_a_class_defined_in_a_function_is_refused_at_submit(workspace, log):
     class Local(Record):
         pass
 
-    with pytest.raises(ConfigError, match="defined inside a function.*cannot import it"):
+    with pytest.raises(ConfigError, match="defined inside the function .*: the job process rebuilds a task by importing"):
         with experiment(workspace, "locals"):
             Local(name="l", log=log).submit()
 
@@ -264,9 +264,12 @@ def test_sub_config_generated_path_parents_exist_and_maintaskdir_is_set(workspac
         task = WithParts(part=Part(label="part", leaves=leaves), before=before)
         task.submit()
     job_dir = task.__taskdir__
-    assert (job_dir / "sub" / "deep" / "file.txt").read_text() == "part"
-    assert (job_dir / "leaf" / "a" / "b" / "leaf.txt").read_text() == "leaf"
-    assert not (job_dir / "out").exists()  # the sub-task's generated path is in its own job
+    # each nested config under out/, at its place in the tree
+    assert (job_dir / "out/part/sub/deep/file.txt").read_text() == "part"
+    assert (job_dir / "out/part/leaves/0/leaf/a/b/leaf.txt").read_text() == "leaf"
+    assert task.part.leaves[0].file == job_dir / "out/part/leaves/0/leaf/a/b/leaf.txt"
+    # the sub-task's generated paths are in its own job
+    assert [p.name for p in (job_dir / "out").iterdir()] == ["part"]
     seen = json.loads((job_dir / "maintaskdirs.json").read_text())
     assert seen == {"part": str(job_dir), "leaf": str(job_dir), "before": str(job_dir)}
 

@@ -625,18 +625,26 @@ def test_cancel_through_corral_and_an_external_scancel_end_as_cancelled(slurm_cl
     from corral.core.workspace import Workspace
     from corral.testing.plugin import make_job, run_until_final, wait_until_running
     from corral.testing.tasks import Sleep
+    from tests.execution.model_tasks import CleansUp
 
     launcher, workspace = SlurmLauncher(time="5"), Workspace(tmp_path)
     ours = make_job(Sleep(seconds=120, token="ours"), launcher, workspace)
     theirs = make_job(Sleep(seconds=120, token="theirs"), launcher, workspace)
-    launcher.start([ours, theirs], workspace)
-    for job in (ours, theirs):
+    cleans = make_job(CleansUp(token="slurm", cleanup=1.0), launcher, workspace)
+    launcher.start([ours, theirs, cleans], workspace)
+    for job in (ours, theirs, cleans):
         wait_until_running(launcher, job)
+    deadline = time.monotonic() + 60
+    while not (cleans.directory / "started").exists():  # inside execute(), in its try
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     launcher.cancel([ours])
-    slurm_cluster.command("scancel", theirs.handle["id"])  # the user, by hand
-    for job in (ours, theirs):
+    slurm_cluster.command("scancel", theirs.handle["id"], cleans.handle["id"])  # by hand
+    for job in (ours, theirs, cleans):
         state, failure = run_until_final(launcher, job, timeout=60)
         assert state is JobState.FAILED and failure.reason is FailureReason.CANCELLED
+    # the task saw TaskCancelled and its cleanup ran within SLURM's KillWait
+    assert (cleans.directory / "cleaned.txt").read_text() == "SIGTERM: cancelled by SIGTERM"
 
 
 def test_fetch_copies_a_job_directory_back_from_the_cluster(

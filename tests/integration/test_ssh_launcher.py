@@ -630,3 +630,23 @@ def test_a_workdir_named_corral_in_home_does_not_hide_the_package(ssh_host, rig,
         assert [r["name"] for r in remote_records(ssh_host, log)] == ["home"]
     finally:
         c.run(["rm", "-rf", "--", f"{REMOTE_HOME}/corral", f"{REMOTE_HOME}/corral-named-log.jsonl"])
+
+
+def test_nested_generated_paths_are_the_remote_paths_in_the_client(ssh_host, rig, workdir, tmp_path):
+    from tests.execution.model_tasks import Encoder, Model, Train
+
+    launcher = launcher_for(ssh_host, rig, workdir)
+    model = Model(encoder=Encoder())
+    train = Train(model=model, extra=[Encoder(size=2)])
+    with experiment(tmp_path / "ws", "nested-remote", launcher=launcher, progress=False) as xp:
+        train.submit()
+    (job,) = xp.jobs.values()
+    assert str(job.directory).startswith(workdir)
+    assert model.weights == job.directory / "out/model/weights.pt"
+    assert train.extra[0].vocab == job.directory / "out/extra/0/vocab.txt"
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    seen = json.loads(c.run(["cat", str(job.directory / "seen.json")]).stdout)
+    assert seen["weights"] == str(model.weights)  # the job saw the path the client knows
+    assert seen["extra0"] == str(train.extra[0].vocab)
+    local = launcher.fetch(job, tmp_path / "copy")  # and a fetched copy has it at its place
+    assert (local / model.weights.relative_to(job.directory)).read_text() == "weights"

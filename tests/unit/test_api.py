@@ -43,6 +43,16 @@ EXPECTED = {
     "pathgenerator",
     "submit_hook_decorator",
     "tag",
+    # what code ported from experimaestro uses (docs/coming-from-experimaestro.md)
+    "CallbackFailed",
+    "Choices",
+    "LightweightTask",
+    "TaskCancelled",
+    "copyconfig",
+    "isolate_tags",
+    "partial",
+    "partial_identifier",
+    "setmeta",
 }
 
 
