@@ -7,7 +7,7 @@ from typing import Literal as Choices  # Param[Choices["adam", "sgd"]]: a fixed 
 
 from corral._version import __version__
 from corral.core.config import Config
-from corral.core.configops import copyconfig, isolate_tags, setmeta
+from corral.core.configops import copyconfig, setmeta, stop_tags
 from corral.core.fields import Constant, Meta, Param, field, partial, pathgenerator, tag
 from corral.core.identity import identifier, partial_identifier
 from corral.core.resumable import ResumableTask
@@ -109,7 +109,6 @@ __all__ = [
     "fitting",
     "hookimpl",
     "identifier",
-    "isolate_tags",
     "launcher",
     "load_hosts",
     "match_hosts",
@@ -117,6 +116,7 @@ __all__ = [
     "partial_identifier",
     "pathgenerator",
     "setmeta",
+    "stop_tags",
     "submit_hook_decorator",
     "tag",
 ]

@@ -1,5 +1,8 @@
 """``task.on_completed(fn)``: callbacks the client runs when a job is done.
 
+A callback that takes an argument is given the task; one that takes none (``lambda: ...``)
+is called without.
+
 Callbacks run one at a time in a thread of their own, so a slow one never delays polling;
 ``Experiment.wait()`` waits for those queued and raises :class:`CallbackFailed` naming the
 ones that raised. A job done before the callback was registered (by an earlier run, or a
@@ -8,6 +11,7 @@ moment ago) has it called at once.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -20,7 +24,18 @@ from corral.errors import CallbackFailed
 
 log = logging.getLogger("corral")
 
-Callback = Callable[[Any], Any]
+Callback = Callable[..., Any]
+
+
+def _takes_the_task(callback: Callback) -> bool:
+    """Whether ``callback`` takes an argument (the task); ``lambda: ...`` takes none."""
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: give it the task
+        return True
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
+    )
 
 
 class Completions:
@@ -63,7 +78,10 @@ class Completions:
                     return
                 job, callback = item
                 try:
-                    callback(job.task)
+                    if _takes_the_task(callback):
+                        callback(job.task)
+                    else:
+                        callback()
                 except Exception as exc:  # reported by wait(), the others still run
                     name = getattr(callback, "__qualname__", repr(callback))
                     last = traceback.format_exception_only(type(exc), exc)[-1].strip()

@@ -479,7 +479,7 @@ class Config:
     @property
     def __tags__(self) -> dict[str, Any]:
         """Tags of the config and of every config inside it, sub-tasks included, except
-        below a config given to :func:`~corral.core.configops.isolate_tags`. On a name
+        below a config given to :func:`~corral.core.configops.stop_tags`. On a name
         given twice, the tag nearest this config wins (at equal depth, the first field in
         declaration order)."""
         tags: dict[str, Any] = {}

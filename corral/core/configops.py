@@ -68,9 +68,10 @@ def copyconfig(config: C, **changes: Any) -> C:
 
 
 def setmeta(config: C, meta: bool = True) -> C:
-    """Mark ``config`` as meta (or not): used as a field's value, it is kept in
-    ``params.json`` but left out of the identity of the config holding it, as a ``Meta``
-    field would be. Mark it before the holder's identifier is taken. Returns ``config``."""
+    """Mark ``config`` as meta (or not): used as a value, it is kept in ``params.json`` but
+    left out of the identity of the config holding it, as a ``Meta`` field would be (a
+    field whose value it is is not listed; in a list, tuple, set or dict, the item is left
+    out). Mark it before the holder's identifier is taken. Returns ``config``."""
     if not isinstance(config, Config):
         raise ConfigError(f"setmeta() takes a Config, got {type(config).__name__}")
     if meta:
@@ -85,10 +86,10 @@ def is_meta(value: Any) -> bool:
     return isinstance(value, Config) and bool(value.__dict__.get("_corral_meta"))
 
 
-def isolate_tags(config: C) -> C:
+def stop_tags(config: C) -> C:
     """Stop tag propagation at ``config``: its tags and those of the configs inside it stay
     in its own ``__tags__`` and do not reach the configs that contain it. Returns it."""
     if not isinstance(config, Config):
-        raise ConfigError(f"isolate_tags() takes a Config, got {type(config).__name__}")
+        raise ConfigError(f"stop_tags() takes a Config, got {type(config).__name__}")
     config.__dict__["_corral_isolated"] = True
     return config

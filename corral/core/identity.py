@@ -74,14 +74,18 @@ def _encode_into(value: Any, out: bytearray) -> None:
     elif value is None:
         out += b"N"
     elif t is list or t is tuple or t is FrozenList:
-        out += (b"T" if t is tuple else b"L") + _u64(len(value))
-        for v in value:
+        kept = [v for v in value if not _is_meta_config(v)]
+        out += (b"T" if t is tuple else b"L") + _u64(len(kept))
+        for v in kept:
             _encode_into(v, out)
     elif t is frozenset or t is set:
-        items = sorted({encode(v) for v in value})  # order-free; equal items count once
-        out += b"U" + _u64(len(items)) + b"".join(items)
+        items = sorted({encode(v) for v in value if not _is_meta_config(v)})
+        out += b"U" + _u64(len(items)) + b"".join(items)  # order-free; equal items count once
     elif t is dict or t is FrozenDict:
-        keys = sorted(value, key=lambda k: k.encode() if isinstance(k, str) else b"")
+        keys = sorted(
+            (k for k, v in value.items() if not _is_meta_config(v)),
+            key=lambda k: k.encode() if isinstance(k, str) else b"",
+        )
         out += b"D" + _u64(len(keys))
         for k in keys:
             if not isinstance(k, str):
@@ -96,11 +100,6 @@ def _encode_other(value: Any, out: bytearray) -> None:
     from corral.core.config import Config
 
     if isinstance(value, Config):
-        if value.__dict__.get("_corral_meta"):
-            raise _Unencodable(
-                f"{type(value).__qualname__} is marked meta (setmeta) inside a container: "
-                "only a field's whole value can be left out of the identity"
-            )
         out += b"C" + digest(value)
     elif isinstance(value, GeneratedPath) and value.has_provenance:
         if value.producer is not None:

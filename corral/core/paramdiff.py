@@ -83,19 +83,21 @@ def encode_json(value: Any, objects: list[dict[str, Any]]) -> bytes:
     if value is None or t in (bool, int, float, str):
         return encode(value)
     if t is list:
-        return b"L" + _u64(len(value)) + b"".join(encode_json(v, objects) for v in value)
+        kept = [v for v in value if not _meta(v, objects)]
+        return b"L" + _u64(len(kept)) + b"".join(encode_json(v, objects) for v in kept)
     ((tag, payload),) = value.items()
     if tag == "$config":
         return b"C" + bytes.fromhex(objects[payload]["id"])
     if tag == "$float":
         return encode(float(payload))
     if tag == "$tuple":
-        return b"T" + _u64(len(payload)) + b"".join(encode_json(v, objects) for v in payload)
+        kept = [v for v in payload if not _meta(v, objects)]
+        return b"T" + _u64(len(kept)) + b"".join(encode_json(v, objects) for v in kept)
     if tag == "$set":
-        encoded = sorted({encode_json(v, objects) for v in payload})
+        encoded = sorted({encode_json(v, objects) for v in payload if not _meta(v, objects)})
         return b"U" + _u64(len(encoded)) + b"".join(encoded)
     if tag == "$dict":
-        keys = sorted(payload, key=str.encode)
+        keys = sorted((k for k, v in payload.items() if not _meta(v, objects)), key=str.encode)
         items = b"".join(_lp(k.encode()) + encode_json(payload[k], objects) for k in keys)
         return b"D" + _u64(len(keys)) + items
     if tag == "$path":
@@ -107,6 +109,13 @@ def encode_json(value: Any, objects: list[dict[str, Any]]) -> bytes:
         ref, name = payload
         return b"E" + _lp(f"{ref['module']}.{ref['qualname']}".encode()) + _lp(name.encode())
     raise ValueError(f"params.json: unknown value tag {tag!r}")
+
+
+def _meta(value: Any, objects: list[dict[str, Any]]) -> bool:
+    """Whether a stored value is a config marked with ``setmeta`` (left out of identities)."""
+    return type(value) is dict and "$config" in value and bool(
+        objects[value["$config"]].get("meta")
+    )
 
 
 def entry_digest(entry: dict[str, Any], objects: list[dict[str, Any]], names: set[str]) -> str:
@@ -132,7 +141,7 @@ def in_identity(entry: dict[str, Any], objects: list[dict[str, Any]], info: Clas
         if f.name not in entry["fields"]:
             continue
         value = entry["fields"][f.name]
-        if _is_config(value) and objects[value["$config"]].get("meta"):
+        if _meta(value, objects):
             continue  # a config marked with setmeta
         if (
             f.kind is Kind.PARAM

@@ -35,8 +35,8 @@ from corral.core.paths import (
 from corral.errors import ConfigError
 
 FORMAT = 1
-_FLAGS = {"_corral_meta": "meta", "_corral_isolated": "isolate_tags"}
-"""Flags of a config (``setmeta``, ``isolate_tags``) and their keys in its entry."""
+_FLAGS = {"_corral_meta": "meta", "_corral_isolated": "stop_tags"}
+"""Flags of a config (``setmeta``, ``stop_tags``) and their keys in its entry."""
 
 
 def _class_ref(cls: type[Any]) -> dict[str, str]:

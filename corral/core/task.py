@@ -97,7 +97,8 @@ class Task(Config):
         return dep(self)
 
     def on_completed(self, callback: Callable[[Task], Any]) -> None:
-        """Have the client call ``callback(task)`` once the task's job is done (at once, in
+        """Have the client call ``callback(task)`` (or ``callback()``, for a callback that
+        takes no argument) once the task's job is done (at once, in
         the experiment's callback thread, if it already is); never in a dry run, never for
         a job that failed. An exception in a callback makes ``wait()`` raise."""
         if not callable(callback):

@@ -643,8 +643,14 @@ def test_cancel_through_corral_and_an_external_scancel_end_as_cancelled(slurm_cl
     for job in (ours, theirs, cleans):
         state, failure = run_until_final(launcher, job, timeout=60)
         assert state is JobState.FAILED and failure.reason is FailureReason.CANCELLED
-    # the task saw TaskCancelled and its cleanup ran within SLURM's KillWait
+    # SLURM calls it cancelled at once; the task saw TaskCancelled, and its cleanup ran
+    # within SLURM's KillWait, before the job's own marker was written
+    marker = cleans.directory / ".corral" / "failed"
+    while not marker.exists():
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.1)
     assert (cleans.directory / "cleaned.txt").read_text() == "SIGTERM: cancelled by SIGTERM"
+    assert json.loads(marker.read_text())["reason"] == "killed"
 
 
 def test_fetch_copies_a_job_directory_back_from_the_cluster(

@@ -167,6 +167,11 @@ def build() -> dict[str, Config]:
         "set-empty-is-default": Sets(s=set()),
         "set-of-configs": Value(v={Inner(n=1), Inner(n=2)}),
         "setmeta-excluded": Holder(inner=setmeta(Inner(n=5)), n=1),
+        "setmeta-in-containers": Outer(
+            inner=Inner(n=1),
+            others=[Inner(n=2), setmeta(Inner(n=3))],
+            named={"kept": Inner(n=4), "left-out": setmeta(Inner(n=5))},
+        ),
         "init-tasks": _with_init(Run(), Warm(steps=1), Warm(steps=2)),
         "init-tasks-reordered": _with_init(Run(), Warm(steps=2), Warm(steps=1)),
     }

@@ -49,7 +49,7 @@ EXPECTED = {
     "LightweightTask",
     "TaskCancelled",
     "copyconfig",
-    "isolate_tags",
+    "stop_tags",
     "partial",
     "partial_identifier",
     "setmeta",

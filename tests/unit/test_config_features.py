@@ -20,11 +20,11 @@ from corral import (
     copyconfig,
     field,
     identifier,
-    isolate_tags,
     partial,
     partial_identifier,
     pathgenerator,
     setmeta,
+    stop_tags,
     tag,
 )
 from corral.core.serialize import dump_params, load_params
@@ -125,8 +125,8 @@ def test_the_tag_nearest_the_config_wins_and_sub_tasks_propagate_theirs():
     assert evaluate.__tags__ == {"lr": 0.2, "where": "model", "side": 1}
 
 
-def test_isolate_tags_stops_propagation_below_a_config():
-    pretrained = isolate_tags(Model(encoder=Encoder().tag("pretrain_size", 8)))
+def test_stop_tags_stops_propagation_below_a_config():
+    pretrained = stop_tags(Model(encoder=Encoder().tag("pretrain_size", 8)))
     learn = Learn(model=pretrained).tag("lr", 0.3)
     assert learn.__tags__ == {"lr": 0.3}
     assert pretrained.__tags__ == {"pretrain_size": 8}
@@ -175,13 +175,27 @@ def test_setmeta_leaves_a_config_out_of_its_holders_identity_but_in_params_json(
     assert loaded.watch.every == 5 and loaded.watch.__dict__["_corral_meta"]
 
 
-def test_setmeta_inside_a_list_is_refused_with_a_reason():
-    class Many(Config, id="features.Many"):
-        encoders: Param[list[Encoder]]
+class Many(Config, id="features.Many"):
+    encoders: Param[list[Encoder]]
+    named: Param[dict[str, Encoder]] = {}
 
-    with pytest.raises(ConfigError, match=r"Many.encoders: Encoder is marked meta \(setmeta\) "
-                       "inside a container"):
-        identifier(Many(encoders=[setmeta(Encoder())]))
+
+def test_setmeta_inside_a_container_leaves_the_item_out():
+    a = Many(encoders=[Encoder(size=1), setmeta(Encoder(size=2))], named={"x": setmeta(Encoder())})
+    b = Many(encoders=[Encoder(size=1)])
+    assert identifier(a) == identifier(b) != identifier(Many(encoders=[Encoder(size=2)]))
+    rebuilt = roundtrip_tree(a)
+    assert [e.size for e in rebuilt.encoders] == [1, 2]  # kept in params.json all the same
+    assert rebuilt.encoders[1].__dict__["_corral_meta"]
+
+
+def roundtrip_tree(config: Config) -> Any:
+    from corral.core.serialize import params_tree
+
+    objects, root, _ = params_tree(config)
+    data = {"corral": 1, "root": root, "objects": objects, "sys_path": [], "workspace": "/ws",
+            "job_dir": "/ws/jobs/x/y", "depends_on": []}
+    return load_params(json.loads(json.dumps(data))).root
 
 
 # --- copyconfig --------------------------------------------------------------------------------

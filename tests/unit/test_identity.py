@@ -93,6 +93,12 @@ def _spec_enc(v: Any) -> bytes:
     if isinstance(v, enum.Enum):
         cls = type(v)
         return b"E" + _lp(f"{cls.__module__}.{cls.__qualname__}".encode()) + _lp(v.name.encode())
+    if isinstance(v, list | tuple | set | frozenset | dict):  # setmeta: items left out
+        if isinstance(v, dict):
+            v = {k: x for k, x in v.items() if not _meta(x)}
+        else:
+            v = type(v)(x for x in v if not _meta(x)) if not isinstance(v, list) else [
+                x for x in v if not _meta(x)]
     if isinstance(v, list | tuple):
         tag_ = b"L" if isinstance(v, list) else b"T"
         return tag_ + struct.pack(">Q", len(v)) + b"".join(_spec_enc(x) for x in v)
@@ -108,6 +114,10 @@ def _spec_enc(v: Any) -> bytes:
     raise TypeError(v)
 
 
+def _meta(v: Any) -> bool:
+    return isinstance(v, Config) and bool(v.__dict__.get("_corral_meta"))
+
+
 def _spec_digest(c: Config, without: frozenset[str] = frozenset()) -> bytes:
     listed = []
     for name, f in fields(c).items():
@@ -117,7 +127,7 @@ def _spec_digest(c: Config, without: frozenset[str] = frozenset()) -> bytes:
             listed.append((name, c.__dict__[name]))
         elif f.kind is Kind.PARAM:
             value = c.__dict__[name]
-            if isinstance(value, Config) and value.__dict__.get("_corral_meta"):
+            if _meta(value):
                 continue  # setmeta: left out like a Meta field
             if f.has_default and _spec_enc(value) == _spec_enc(f.make_default()):
                 continue
