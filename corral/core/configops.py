@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from corral.core.config import Config, _unknown_message, class_info
+from corral.core.classinfo import class_info
+from corral.core.config import Config, _unknown_message
 from corral.core.frozen import thaw
 from corral.errors import ConfigError
 

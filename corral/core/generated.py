@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-from corral.core.config import Config, class_info
+from corral.core.classinfo import class_info
+from corral.core.config import Config
 from corral.errors import ConfigError
 
 OUT = "out"

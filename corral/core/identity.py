@@ -178,7 +178,7 @@ def digest(config: Config) -> bytes:
 
 
 def _digest_input(config: Config, exclude: frozenset[str] = frozenset()) -> bytes:
-    from corral.core.config import class_info
+    from corral.core.classinfo import class_info
 
     d = config.__dict__
     info = class_info(type(config))
@@ -241,12 +241,13 @@ def partial_identifier(config: Config, exclude: list[str] | tuple[str, ...]) -> 
     """The identity of ``config`` without the params ``exclude`` names (field names or
     ``field(group=...)`` groups): 64 hex characters, shared by every config of the class
     that differs only in those params. Seals the config."""
-    from corral.core.config import Config, _excluded, class_info
+    from corral.core.classinfo import class_info, resolve_exclude
+    from corral.core.config import Config
 
     if not isinstance(config, Config):
         raise ConfigError(f"partial_identifier() takes a Config, got {type(config).__name__}")
     fields = dict(class_info(type(config)).fields)
-    names = _excluded(type(config), fields, "partial", tuple(exclude))
+    names = resolve_exclude(type(config), fields, "partial", tuple(exclude))
     return partial_digest(config, names).hex()
 
 
@@ -269,7 +270,7 @@ def identifier(config: Config) -> str:
 
 def type_id(config_or_class: Config | type[Config]) -> str:
     """The type id of a config class: ``module.QualName`` or its explicit ``id=``."""
-    from corral.core.config import class_info
+    from corral.core.classinfo import class_info
 
     cls = config_or_class if isinstance(config_or_class, type) else type(config_or_class)
     return class_info(cls).type_id

@@ -22,7 +22,8 @@ from corral.core.fields import Kind
 from corral.core.identity import INIT_TASKS, encode, header_for
 
 if TYPE_CHECKING:
-    from corral.core.config import ClassInfo, Config
+    from corral.core.classinfo import ClassInfo
+    from corral.core.config import Config
 
 MAX_FLIPS = 3
 """Params whose default may have changed that the search for a stored identity tries at once."""
@@ -264,7 +265,7 @@ class Comparison:
         if (oi, ni) in self._seen:
             return
         self._seen.add((oi, ni))
-        from corral.core.config import class_info
+        from corral.core.classinfo import class_info
 
         info = class_info(self.new.classes[ni])
         now = in_identity(n, self.new.objects, info)

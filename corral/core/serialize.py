@@ -23,7 +23,8 @@ import sys
 from pathlib import Path, PurePath
 from typing import Any
 
-from corral.core.config import Config, children, class_info, generated_base, seal, walk
+from corral.core.classinfo import class_info
+from corral.core.config import Config, children, generated_base, seal, walk
 from corral.core.frozen import FrozenDict, FrozenList
 from corral.core.generated import claim
 from corral.core.identity import digest, encode

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from corral.core import context
-from corral.core.config import Config, children, class_info
+from corral.core.classinfo import class_info
+from corral.core.config import Config, children
 from corral.core.paths import GeneratedPath
 from corral.errors import ConfigError
 

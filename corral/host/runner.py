@@ -129,7 +129,7 @@ def execute(
         traceback.print_exc()
         raise _ImportFailed(_last_line(exc)) from exc
     task = loaded.root
-    from corral.core.config import class_info
+    from corral.core.classinfo import class_info
 
     for config in loaded.own:
         for name in class_info(type(config)).generated:

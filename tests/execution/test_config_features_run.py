@@ -126,12 +126,13 @@ def test_on_completed_runs_when_done_and_when_already_done(tmp_path):
             after = Main(seed=2)
             after.submit()
             after.on_completed(lambda t: calls.append(f"after {t.seed}"))
+            after.on_completed(lambda: calls.append("no argument"))
 
     run()
-    assert sorted(calls) == ["after 2", "before 1"]
+    assert sorted(calls) == ["after 2", "before 1", "no argument"]
     calls.clear()
     run()  # both jobs already done: called all the same
-    assert sorted(calls) == ["after 2", "before 1"]
+    assert sorted(calls) == ["after 2", "before 1", "no argument"]
 
 
 def test_a_failing_callback_is_reported_and_the_job_stays_done(tmp_path):

@@ -20,7 +20,7 @@ from corral import (
     pathgenerator,
     tag,
 )
-from corral.core.config import fields
+from corral.core.classinfo import fields
 from tests.seed_tasks import Dataset, Documents, Model, ModelLearn, RandomFold, Topics
 
 

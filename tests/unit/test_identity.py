@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from corral import Config, ConfigError, Meta, Param, Task, identifier, setmeta, tag
-from corral.core.config import fields
+from corral.core.classinfo import fields
 from corral.core.fields import Kind
 from corral.core.identity import HASH_VERSION, type_id
 from corral.core.paths import GeneratedPath

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from corral import Config, Meta, Param
-from corral.core.config import class_info
+from corral.core.classinfo import class_info
 from corral.core.paramdiff import Comparison, Difference, Tree, entry_digest, in_identity
 from corral.core.serialize import params_tree
 from tests.unit import identity_vectors
