@@ -13,7 +13,8 @@ its own host, exactly as the local launcher does on the client's:
 - ``poll``: the status of started jobs (markers and liveness together);
 - ``cancel``: SIGTERM to each job's process group, SIGKILL to what is left after a grace;
 - ``fail``: write the ``failed`` marker of jobs that could not run (a dependency failed);
-- ``inspect``: each directory's final marker, if any.
+- ``inspect``: each directory's final marker, if any;
+- ``pack``: one poll cycle of a pack pool (:mod:`corral.host.pack_slurm`).
 
 For ``"launcher": "slurm"`` liveness is the job's SLURM state (``squeue``), and a ``start``
 writes one array wrapper for the batch and submits it with a single ``sbatch``
@@ -45,6 +46,8 @@ from corral.host.protocol import (
     CancelRequest,
     FailRequest,
     InspectRequest,
+    PackAnswer,
+    PackRequest,
     PollAnswer,
     PollRequest,
     RecoverAnswer,
@@ -131,7 +134,12 @@ def start(request: StartRequest) -> list[StartAnswer]:
             snapshot.install(entry)
     spec = request.get("sbatch")
     chosen: Callable[[list[Path]], list[Any]] = spawn_detached
-    if spec is not None:
+    packed = request.get("pack")
+    if packed is not None:
+        from corral.host import pack_slurm
+
+        chosen = pack_slurm.enqueue_spawn(packed)
+    elif spec is not None:
         try:
             slurm.resolve_submissions([d for d, _ in entries], write=write_local)
         except Deferred as exc:  # a submission SLURM may know: submit nothing now
@@ -229,6 +237,13 @@ def fail(request: FailRequest) -> dict[str, Any]:
     return {}
 
 
+def pack(request: PackRequest) -> PackAnswer:
+    """One poll cycle of a pack pool (see :mod:`corral.host.pack_slurm`)."""
+    from corral.host import pack_slurm
+
+    return pack_slurm.command(request)
+
+
 def inspect(request: InspectRequest) -> list[WireStatus]:
     """Each directory's final status (from the markers), or null."""
     return [encode_status(final_state(Path(d))) for d in request["dirs"]]
@@ -242,6 +257,7 @@ _HANDLERS: dict[str, Callable[[Any], Any]] = {
     "cancel": cancel,
     "fail": fail,
     "inspect": inspect,
+    "pack": pack,
 }
 assert tuple(_HANDLERS) == COMMANDS
 

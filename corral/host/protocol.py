@@ -22,7 +22,7 @@ from typing import Any, Final, NotRequired, TypedDict
 from corral.core.job import Failure, JobState, Status
 from corral.errors import SubmissionError
 
-COMMANDS: Final = ("version", "recover", "start", "poll", "cancel", "fail", "inspect")
+COMMANDS: Final = ("version", "recover", "start", "poll", "cancel", "fail", "inspect", "pack")
 """The agent's commands, each one round trip for a whole batch of jobs."""
 
 WireStatus = list[Any] | None
@@ -100,6 +100,37 @@ class SbatchSpec(TypedDict):
     throttle: NotRequired[int | None]  #: at most this many of its tasks at once
 
 
+class WorkerSpec(TypedDict):
+    """How the workers of a pack pool are submitted (one SLURM array per submission)."""
+
+    options: list[str]  #: ``--option=value`` lines of each worker's allocation
+    max: int  #: at most this many workers at once
+    slots: int  #: job slots (CPUs) of each worker
+    gpus: int  #: GPUs of each worker
+    idle: float  #: seconds a worker waits for work before it leaves
+    time: float | None  #: seconds of each worker's allocation
+    python: str  #: the workers' interpreter
+    setup: list[str]  #: shell lines run before a worker starts
+
+
+class PackedJob(TypedDict):
+    """One job of a packed ``start``: what a worker checks before it claims it."""
+
+    deps: list[str]  #: directories of the jobs it waits for
+    cpus: int
+    gpus: int
+    time: float | None  #: seconds it declared
+    max_attempts: int  #: attempts before a job whose worker keeps ending is ``lost``
+
+
+class PackSpec(TypedDict):
+    """A ``start`` whose jobs go to a pack pool's queue instead of their own allocations."""
+
+    pool: str  #: the pool's directory
+    jobs: dict[str, PackedJob]  #: by job directory
+    workers: WorkerSpec
+
+
 class StartRequest(TypedDict):
     """``start``: write these jobs' files and start each not done nor running yet."""
 
@@ -107,6 +138,7 @@ class StartRequest(TypedDict):
     jobs: list[StartJob]
     snapshots: NotRequired[list[SnapshotEntry]]
     sbatch: NotRequired[SbatchSpec]  #: present: one array; absent: detached processes
+    pack: NotRequired[PackSpec]  #: present: queued for the pool's workers
 
 
 class StartAnswer(TypedDict):
@@ -169,6 +201,33 @@ class InspectRequest(TypedDict):
     dirs: list[str]
 
 
+class PackRequest(TypedDict):
+    """``pack``: one poll cycle of a pool: the status of its jobs, the claims of ended
+    workers given back, workers submitted while jobs wait, cancellations asked."""
+
+    pool: str
+    dirs: list[str]  #: the jobs asked about
+    workers: WorkerSpec
+    cancel: list[str]  #: job directories to stop
+
+
+class PackedStatus(TypedDict):
+    """One job of a ``pack`` answer."""
+
+    status: WireStatus
+    worker: str | None  #: the worker running (or that ran) it
+
+
+class PackAnswer(TypedDict):
+    """The ``pack`` answer."""
+
+    jobs: list[PackedStatus]
+    workers: int  #: workers queued or running now
+    submitted: int  #: workers submitted by this call
+    requeued: int  #: jobs given back to the queue (their worker ended)
+    refused: str  #: why workers could not be submitted now ("" when they could)
+
+
 # --- the launcher's side -----------------------------------------------------------------
 
 
@@ -226,8 +285,10 @@ class AgentClient:
         *,
         snapshots: Sequence[SnapshotEntry] = (),
         sbatch: SbatchSpec | None = None,
+        pack: PackSpec | None = None,
     ) -> list[Started]:
-        """Write and start each job (unless done or running); one array with ``sbatch``."""
+        """Write and start each job (unless done or running); one array with ``sbatch``,
+        or queued for a pack pool's workers with ``pack``."""
         request: StartRequest = {
             "launcher": launcher,
             "jobs": [{"dir": str(d), "files": dict(files)} for d, files in jobs],
@@ -236,6 +297,8 @@ class AgentClient:
             request["snapshots"] = list(snapshots)
         if sbatch is not None:
             request["sbatch"] = sbatch
+        if pack is not None:
+            request["pack"] = pack
         answers: list[StartAnswer] = self._send("start", request)
         return [
             Started(_known(a["status"], "start"), a["handle"], bool(a.get("tried")))
@@ -271,6 +334,25 @@ class AgentClient:
         request: InspectRequest = {"dirs": [str(d) for d in dirs]}
         answers: list[WireStatus] = self._send("inspect", request)
         return [decode_status(a) for a in _aligned(answers, dirs, "inspect")]
+
+
+    def pack(
+        self,
+        pool: str,
+        dirs: Sequence[str | PurePath],
+        workers: WorkerSpec,
+        cancel: Sequence[str | PurePath] = (),
+    ) -> tuple[list[tuple[Status, str | None]], PackAnswer]:
+        """One poll cycle of a pack pool: each job's status and worker, and the answer."""
+        request: PackRequest = {
+            "pool": pool,
+            "dirs": [str(d) for d in dirs],
+            "workers": workers,
+            "cancel": [str(d) for d in cancel],
+        }
+        answer: PackAnswer = self._send("pack", request)
+        jobs = _aligned(answer.get("jobs") if isinstance(answer, dict) else None, dirs, "pack")
+        return [(_known(j["status"], "pack"), j.get("worker")) for j in jobs], answer
 
 
 def _known(data: WireStatus, command: str) -> Status:

@@ -95,10 +95,19 @@ def states(ids: Sequence[str]) -> dict[str, str]:
 
 
 def alive(handles: list[Any]) -> list[bool]:
-    """Whether SLURM still queues or runs each recorded job."""
+    """Whether SLURM still queues or runs each recorded job (a packed job: whether it is
+    still in its pool's queue or claimed)."""
+    from corral.host import pack
+
+    packed = [h for h in handles if pack.is_packed(h)]
+    in_pool = dict(zip(map(id, packed), pack.alive(packed), strict=True)) if packed else {}
     ids = [str(h["id"]) for h in handles if isinstance(h, dict) and "id" in h]
     known = states(ids)
-    return [isinstance(h, dict) and known.get(str(h.get("id", ""))) in ACTIVE for h in handles]
+    return [
+        in_pool[id(h)] if id(h) in in_pool
+        else isinstance(h, dict) and known.get(str(h.get("id", ""))) in ACTIVE
+        for h in handles
+    ]
 
 
 def sbatch_spawn(spec: SbatchSpec, write: Writer) -> Callable[[list[Path]], list[Any]]:

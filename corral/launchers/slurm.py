@@ -51,8 +51,10 @@ from corral.host.slurm_text import (
     parse_states,
     squeue_answered,
 )
+from corral.launchers import slurm_pack
 from corral.launchers.remote import CALL_ATTEMPTS, AgentLauncher, Host, check_workdir
 from corral.launchers.slurm_limits import SubmitBudget
+from corral.launchers.slurm_pack import Pack
 from corral.launchers.slurm_script import SlurmOptions, sbatch_options, time_seconds
 from corral.plugins.markers import hookimpl
 
@@ -109,6 +111,8 @@ class SlurmLauncher(AgentLauncher):
     :param retries: how many times a job that ended for one of these reasons is submitted
         again, by reason (default: ``{"node_fail": 1, "preempted": 3}``); a
         :class:`~corral.core.resumable.ResumableTask` is also resubmitted after ``timeout``.
+    :param pack: run jobs packed in a few worker allocations
+        (:class:`~corral.launchers.slurm_pack.Pack`) rather than each in its own.
     """
 
     name = "slurm"
@@ -139,6 +143,7 @@ class SlurmLauncher(AgentLauncher):
         setup: Sequence[str] = (),
         throttle: int | None = None,
         retries: Mapping[str, int] | None = None,
+        pack: Pack | None = None,
     ) -> None:
         connector = connector if connector is not None else LocalConnector()
         remote = not isinstance(connector, LocalConnector)
@@ -168,6 +173,7 @@ class SlurmLauncher(AgentLauncher):
             "setup": setup,
             "throttle": throttle,
             "retries": retries,
+            "pack": pack,
         }
         self.options = SlurmOptions.make(
             partition=partition,
@@ -198,6 +204,11 @@ class SlurmLauncher(AgentLauncher):
         self._partitions: dict[str, Partition] | None = None
         self._sacct: bool | None = None
         self.budget: SubmitBudget | None = None
+        if pack is not None and not isinstance(pack, Pack):
+            raise ConfigError(f"SlurmLauncher(pack=...): expected Pack(...), got {pack!r}")
+        self.pack = pack
+        self.pack_workers = 0
+        """Pack workers queued or running, as the last poll cycle found them."""
 
     @classmethod
     def for_recorded(cls, origin: Origin) -> Self:
@@ -362,8 +373,15 @@ class SlurmLauncher(AgentLauncher):
         return self.retries
 
     def check(self, job: Job) -> None:
-        """Refuse resources SLURM would reject (after submit hooks changed them)."""
+        """Refuse resources SLURM would reject (after submit hooks changed them), and a job
+        the pack workers could never run."""
         header(self.job_options(job))
+        if self.pack is not None:
+            slurm_pack.check(self, job)
+
+    def log_refusal(self, why: str) -> None:
+        """Say why workers could not be submitted this cycle (the next one tries again)."""
+        log.warning("%s: pack workers not submitted yet: %s", self.host, why)
 
     def render_header(self, job: Job) -> list[str]:
         """``#SBATCH`` lines, so that ``job.sh`` can also be submitted by hand."""
@@ -373,7 +391,10 @@ class SlurmLauncher(AgentLauncher):
     # --- the scheduler's calls ------------------------------------------------------------
 
     def can_wait_for(self, dependency: Job) -> bool:
-        """A job waits for a dependency submitted to the same cluster through ``afterok``."""
+        """A job waits for a dependency submitted to the same cluster through ``afterok``
+        (a packed job: its worker reads the dependency's marker)."""
+        if self.pack is not None:
+            return slurm_pack.can_wait_for(self, dependency)
         return (
             self._slurm_id(dependency) is not None
             and self._same_cluster(dependency)
@@ -387,6 +408,8 @@ class SlurmLauncher(AgentLauncher):
 
     def submitted(self, jobs: Sequence[Job]) -> str:
         """The SLURM arrays they went out in, and the cluster's host."""
+        if self.pack is not None:
+            return slurm_pack.describe(self, jobs)
         ids = (self._slurm_id(j) for j in jobs)
         arrays = sorted({i.split("_")[0] for i in ids if i}, key=lambda a: (len(a), a))
         where = self.label or self.host
@@ -407,6 +430,8 @@ class SlurmLauncher(AgentLauncher):
         Jobs depending on others of the same batch go out after them, in an array that
         waits for them (``afterok``), so a whole chain is queued at once.
         """
+        if self.pack is not None:
+            return slurm_pack.start(self, jobs, workspace)
         root = self.workspace_root(workspace)
         result: dict[Job, Status] = {}
         pending = list(jobs)
@@ -494,7 +519,16 @@ class SlurmLauncher(AgentLauncher):
         return result
 
     def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
-        """One squeue/sacct call for every job; one marker read for those that ended."""
+        """One squeue/sacct call for every job; one marker read for those that ended (for
+        packed jobs, one agent command per pool)."""
+        packed = [j for j in jobs if slurm_pack.is_packed(j)]
+        if packed:
+            found = slurm_pack.poll(self, packed)
+            rest = [j for j in jobs if not slurm_pack.is_packed(j)]
+            return {**found, **(self._poll(rest) if rest else {})}
+        return self._poll(jobs)
+
+    def _poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         ids = [sid for j in jobs if (sid := self._slurm_id(j)) is not None]
         seen, answered = self._controller_states(ids)
         result: dict[J, Status] = {}
@@ -565,13 +599,18 @@ class SlurmLauncher(AgentLauncher):
         return states, True
 
     def cancel(self, jobs: Sequence[Tracked]) -> None:
-        """``scancel`` every given job, in one command."""
+        """``scancel`` every given job, in one command (a packed job: its worker stops it)."""
+        packed = [j for j in jobs if slurm_pack.is_packed(j)]
+        if packed:
+            slurm_pack.poll(self, [], cancel=packed)
         ids = [sid for j in jobs if (sid := self._slurm_id(j)) is not None]
         if ids:
             self.run(["scancel", *ids])
 
     def cancel_outcome(self, job: Tracked) -> str:
-        """``cancelled (SLURM job ID)``."""
+        """``cancelled (SLURM job ID)``, or the packed job's stop asked of its worker."""
+        if slurm_pack.is_packed(job):
+            return "stop asked of its pack worker (SIGTERM, then SIGKILL after 10 s)"
         return f"cancelled (SLURM job {self._slurm_id(job)})"
 
     def follow(self, job: Tracked, *, stderr: bool = False, interval: float = 0.2) -> Iterator[str]:
