@@ -207,6 +207,7 @@ def request_cancel(pool: Path, name: str) -> bool:
     """Stop a packed job: one still queued ends at once (``killed``); for one that runs, a
     request its worker acts on. Returns whether it was queued."""
     entry = Entry.read(pool / READY / name)
+    (pool / CANCEL).mkdir(parents=True, exist_ok=True)
     try:
         os.rename(pool / READY / name, pool / CANCEL / f"{name}.queued")
     except FileNotFoundError:

@@ -176,6 +176,7 @@ def _launch(w: Worker, name: str, entry: pack.Entry) -> None:
     job_dir = Path(entry.dir)
     gpus = w.free_gpus[: entry.gpus]
     handle = {"pack": str(w.pool), "entry": name, "worker": w.wid, "node": socket.gethostname()}
+    state_dir(job_dir).mkdir(parents=True, exist_ok=True)
     write_json_atomic(state_dir(job_dir) / LAUNCH, {"launcher": "slurm", "handle": handle})
     environ = _fast_path(job_dir)
     if environ is not None and not _same_code(w, job_dir):
@@ -273,10 +274,12 @@ def _cancel_requested_jobs(w: Worker) -> None:
 
 
 def _claim_next(w: Worker) -> tuple[int, bool]:
-    """Claim and start what fits; (jobs started, whether any ready job could ever fit)."""
+    """Claim and start what fits; (jobs started, whether jobs are ready and none could ever
+    run here: more slots, GPUs or time than this worker has)."""
     started, waiting = 0, False
     left = w.deadline - time.time() if w.deadline is not None else None
-    for name in pack.ready_entries(w.pool):
+    names = pack.ready_entries(w.pool)
+    for name in names:
         if w.free_slots <= 0:
             waiting = True
             break
@@ -311,7 +314,7 @@ def _claim_next(w: Worker) -> tuple[int, bool]:
             continue
         _launch(w, name, entry)
         started += 1
-    return started, waiting
+    return started, bool(names) and not waiting
 
 
 def serve(w: Worker) -> int:
@@ -343,10 +346,10 @@ def serve(w: Worker) -> int:
                 _reap_children(w)
                 time.sleep(0.05)
             break
-        started, waiting = _claim_next(w)
+        started, hopeless = _claim_next(w)
         if started or w.running:
             last_work = time.monotonic()
-        elif not waiting:
+        elif hopeless:
             why = "no ready job fits what this allocation has left"
             break
         elif time.monotonic() - last_work > w.idle:

@@ -65,9 +65,9 @@ class Pack:
 
 
 def worker_spec(launcher: SlurmLauncher) -> WorkerSpec:
-    """How ``launcher``'s workers are submitted."""
-    p = launcher.pack
-    assert p is not None
+    """How ``launcher``'s workers are submitted (a launcher rebuilt by ``corral jobs``,
+    without ``pack=``, submits none: ``max`` 0)."""
+    p = launcher.pack if launcher.pack is not None else Pack(workers=1)
     time = p.time or launcher.defaults.time
     resources = Resources(
         cpus=p.per_worker, gpus=p.gpus, gpu_type=launcher.defaults.gpu_type,
@@ -75,7 +75,7 @@ def worker_spec(launcher: SlurmLauncher) -> WorkerSpec:
     )
     return {
         "options": sbatch_options(resources, launcher.options),
-        "max": p.workers,
+        "max": p.workers if launcher.pack is not None else 0,
         "slots": p.per_worker,
         "gpus": p.gpus,
         "idle": p.idle_seconds,

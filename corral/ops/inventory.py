@@ -82,8 +82,11 @@ class JobInfo:
 
     @property
     def slurm_id(self) -> str | None:
-        """The SLURM job id (``123_4`` for an array task), if submitted to SLURM."""
+        """The SLURM job id (``123_4`` for an array task), if submitted to SLURM; for a
+        packed job, its worker's (``123_4 (worker)``)."""
         handle = self.handle
+        if isinstance(handle, dict) and handle.get("worker"):
+            return f"{handle['worker']} (worker)"
         return str(handle["id"]) if isinstance(handle, dict) and "id" in handle else None
 
     @property

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-from corral import Config, LightweightTask, Param, Task, TaskCancelled, pathgenerator
+from corral import Config, LightweightTask, Meta, Param, Task, TaskCancelled, pathgenerator
 
 
 class Encoder(Config):
@@ -87,3 +87,32 @@ class CleansUp(Task):
             Path("cleaned.txt").write_text(f"{exc.signal}: {exc}")
             if not self.swallow:
                 raise
+
+
+class Append(Task):
+    """Sleeps ``seconds``, then appends a line to ``<out>/<its identifier>``: a job run twice
+    leaves two lines."""
+
+    token: Param[str]
+    seconds: Param[float] = 0.0
+    fail: Param[bool] = False
+    out: Meta[str] = ""
+
+    def execute(self) -> None:
+        Path("started").write_text("yes")
+        time.sleep(self.seconds)
+        if self.fail:
+            raise ValueError(f"{self.token} fails")
+        with open(Path(self.out) / self.__taskdir__.name, "a") as f:
+            f.write(f"{self.token}\n")
+
+
+class AfterAppend(Task):
+    """Depends on an Append; records that its line was there when it ran."""
+
+    before: Param[Append]
+    out: Meta[str] = ""
+
+    def execute(self) -> None:
+        seen = (Path(self.out) / self.before.__taskdir__.name).read_text()
+        Path("seen.txt").write_text(seen)
