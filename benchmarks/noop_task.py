@@ -12,3 +12,15 @@ class Noop(Task):
 
     def execute(self) -> None:
         pass
+
+
+class Sleep(Task):
+    """Sleeps ``seconds``: P8's tasks of 1 s, whose ideal wall time is known."""
+
+    i: Param[int]
+    seconds: Param[float] = 1.0
+
+    def execute(self) -> None:
+        import time
+
+        time.sleep(self.seconds)

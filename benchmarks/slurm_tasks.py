@@ -107,10 +107,55 @@ def child_experimaestro(
     return {"wall": time.perf_counter() - start}
 
 
+def child_corral_packed(tasks: int, workspace: Path, args: argparse.Namespace) -> dict[str, object]:
+    from benchmarks.noop_task import Noop, Sleep
+    from corral import experiment
+    from corral.launchers.slurm import SlurmLauncher
+    from corral.launchers.slurm_pack import Pack
+
+    workers, slots = args.pack_workers, args.pack_slots
+    launcher = SlurmLauncher(python=sys.executable, time="30",
+                             pack=Pack(workers=workers, per_worker=slots, idle="10s"))
+    start = time.perf_counter()
+    with experiment(workspace, "bench", launcher=launcher, progress=False):
+        for i in range(tasks):
+            (Sleep(i=i, seconds=args.sleep) if args.sleep else Noop(i=i)).submit()
+    return {"wall": time.perf_counter() - start, "counts": dict(launcher.counts)}
+
+
+def child_parsl(tasks: int, workspace: Path, args: argparse.Namespace) -> dict[str, object]:
+    import parsl
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor
+    from parsl.launchers import SingleNodeLauncher
+    from parsl.providers import SlurmProvider
+
+    workers, slots = args.pack_workers, args.pack_slots
+    provider = SlurmProvider(
+        nodes_per_block=1, init_blocks=workers, min_blocks=0, max_blocks=workers,
+        walltime="00:10:00", launcher=SingleNodeLauncher(), cores_per_node=slots,
+        scheduler_options="", worker_init=f"export PYTHONPATH={REPO}",
+    )
+    executor = HighThroughputExecutor(
+        label="htex", address="127.0.0.1", max_workers_per_node=slots, cores_per_worker=1,
+        provider=provider,
+    )
+    config = Config(executors=[executor], run_dir=str(workspace / "runinfo"))
+    start = time.perf_counter()
+    with parsl.load(config):
+        app = parsl.python_app(noop)
+        results = [f.result() for f in [app(i) for i in range(tasks)]]
+    wall = time.perf_counter() - start
+    assert results == list(range(tasks))
+    return {"wall": wall}
+
+
 CHILDREN = {
     "corral": child_corral,
     "submitit": child_submitit,
     "experimaestro": child_experimaestro,
+    "corral-packed": child_corral_packed,
+    "parsl": child_parsl,
 }
 
 
@@ -209,7 +254,10 @@ def measure(tool: str, tasks: int, args: argparse.Namespace, environ: dict[str, 
     log, bindir = tmp / "calls.log", tmp / "bin"
     write_wrappers(bindir, log)
     argv = [sys.executable, "-m", "benchmarks.slurm_tasks", "--child", tool,
-            "--tasks", str(tasks), "--workspace", str(tmp / "ws"), "--bin", str(bindir)]
+            "--tasks", str(tasks), "--workspace", str(tmp / "ws"), "--bin", str(bindir),
+            "--pack-workers", str(getattr(args, "pack_workers", 4)),
+            "--pack-slots", str(getattr(args, "pack_slots", 2)),
+            "--sleep", str(getattr(args, "sleep", 0.0))]
     if args.xpm_interval is not None:
         argv += ["--xpm-interval", str(args.xpm_interval)]
     child_env = {
@@ -286,7 +334,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--xpm-interval", type=float, default=None,
                         help="experimaestro's sacct polling interval (default: its own, 60 s)")
-    parser.add_argument("--child", choices=TOOLS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--pack-workers", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument("--pack-slots", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--sleep", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bin", help=argparse.SUPPRESS)
     args = parser.parse_args()

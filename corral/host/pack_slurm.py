@@ -98,13 +98,29 @@ def _pause(pool: Path) -> float:
     return max(0.0, last + wait - time.time())
 
 
+STATES_EVERY = 10.0
+"""Seconds a reading of the workers' SLURM states serves (one ``squeue`` for all clients'
+poll cycles meanwhile): the controller is asked a few times a minute, not every second."""
+
+
+def _worker_states(pool: Path, ids: list[str]) -> dict[str, str]:
+    cache = pool / "states.json"
+    data = read_json(cache)
+    fresh = isinstance(data, dict) and time.time() - float(data.get("time", 0)) < STATES_EVERY
+    if fresh and set(data.get("ids", [])) == set(ids):
+        return dict(data["states"])
+    known = states(ids)
+    write_local(cache, json.dumps({"time": time.time(), "ids": ids, "states": known}), 0o644)
+    return known
+
+
 def cycle(pool: Path, spec: WorkerSpec) -> tuple[int, int, int, str]:
     """Reap the workers SLURM ended, submit workers for waiting jobs: ``(workers queued or
     running, workers submitted now, jobs requeued, why sbatch refused)``. Nothing is reaped
     nor submitted when SLURM does not answer."""
     ids = worker_ids(pool)
     try:
-        known = states(ids)
+        known = _worker_states(pool, ids)
     except Deferred as exc:
         return len(ids), 0, 0, str(exc)
     active = {i for i in ids if known.get(i) in ACTIVE}

@@ -25,7 +25,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from corral.core.workspace import LAUNCH, final_state, state_dir, write_failed, 
 from corral.host import pack
 
 _PR_SET_PDEATHSIG = 1
+_NODE = socket.gethostname()
 CANCEL_GRACE = 10.0
 
 
@@ -142,30 +142,6 @@ def _which(program: str) -> str:
     return program
 
 
-def _same_code(w: Worker, job_dir: Path) -> bool:
-    """Whether a forked child may run this job: the first job's code is imported here (so
-    its children start with it); a job of other code must start a fresh interpreter."""
-    try:
-        data = json.loads((job_dir / "params.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    key = json.dumps([(data.get("snapshot") or {}).get("hash"), data.get("sys_path")])
-    if w.code is None:
-        w.code = key
-        try:
-            from corral.core.serialize import _import_path, _load_class
-
-            entries, moved = _import_path(data)
-            for entry in reversed(entries):
-                if entry not in sys.path:
-                    sys.path.insert(0, entry)
-            for obj in data.get("objects", []):
-                _load_class(obj["class"], moved)
-        except Exception:  # the job will say why in its own stderr; fork nothing from here
-            w.code = "unusable"
-    return w.code == key
-
-
 def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -173,45 +149,65 @@ def _die_with_parent() -> None:
 
 
 def _launch(w: Worker, name: str, entry: pack.Entry) -> None:
-    job_dir = Path(entry.dir)
+    """Fork the job's process; everything else happens in the child, in parallel with the
+    worker's next claims (the parent's work per job is a claim and a fork)."""
     gpus = w.free_gpus[: entry.gpus]
-    handle = {"pack": str(w.pool), "entry": name, "worker": w.wid, "node": socket.gethostname()}
-    state_dir(job_dir).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(state_dir(job_dir) / LAUNCH, {"launcher": "slurm", "handle": handle})
-    environ = _fast_path(job_dir)
-    if environ is not None and not _same_code(w, job_dir):
-        environ = None
-    env_gpus = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if entry.gpus else {}
+    if w.code is None:
+        _preload(w, Path(entry.dir))
     sys.stdout.flush()
     sys.stderr.flush()
-    if environ is None:
-        proc = subprocess.Popen(
-            ["bash", str(job_dir / "job.sh")],
-            cwd=job_dir,
-            env={**os.environ, **env_gpus},
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        pid = proc.pid
-        proc.returncode = 0  # reaped with os.waitpid below, not by Popen
-    else:
-        pid = os.fork()
-        if pid == 0:  # the job: never returns
-            _child(job_dir, {**environ, **env_gpus})
+    pid = os.fork()
+    if pid == 0:  # the job: never returns
+        _child(w, name, Path(entry.dir), gpus)
     w.running[pid] = Running(name, entry, pid, gpus, time.time())
 
 
-def _child(job_dir: Path, environ: dict[str, str]) -> None:
+def _code_key(job_dir: Path) -> str | None:
+    try:
+        data = json.loads((job_dir / "params.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return json.dumps([(data.get("snapshot") or {}).get("hash"), data.get("sys_path")])
+
+
+def _preload(w: Worker, job_dir: Path) -> None:
+    """Import the first job's task modules here, once: its children (and those of every
+    job of the same code) start with them imported."""
+    w.code = _code_key(job_dir) or "unusable"
+    try:
+        from corral.core.serialize import _import_path, _load_class
+
+        data = json.loads((job_dir / "params.json").read_text(encoding="utf-8"))
+        entries, moved = _import_path(data)
+        for entry in reversed(entries):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        for obj in data.get("objects", []):
+            _load_class(obj["class"], moved)
+    except Exception:  # the job will say why in its own stderr; fork nothing from here
+        w.code = "unusable"
+
+
+def _child(w: Worker, name: str, job_dir: Path, gpus: list[str]) -> None:
     code = 70
     try:
         os.setsid()
         _die_with_parent()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        handle = {"pack": str(w.pool), "entry": name, "worker": w.wid, "node": _NODE}
+        state_dir(job_dir).mkdir(exist_ok=True)
+        write_json_atomic(state_dir(job_dir) / LAUNCH, {"launcher": "slurm", "handle": handle})
+        if gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        environ = _fast_path(job_dir)
+        if environ is None or _code_key(job_dir) != w.code:
+            os.chdir(job_dir)  # a fresh interpreter, as a job of its own would have
+            os.execvp("bash", ["bash", str(job_dir / "job.sh")])
         os.chdir(job_dir)
-        for fd, name in ((1, "stdout"), (2, "stderr")):
-            target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        for fd, log in ((1, "stdout"), (2, "stderr")):
+            target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(target, fd)
             os.close(target)
         os.environ.update(environ)
@@ -301,7 +297,6 @@ def _claim_next(w: Worker) -> tuple[int, bool]:
             w.entries.pop(name, None)
             continue
         w.entries.pop(name, None)
-        entry = pack.Entry.read(w.pool / pack.CLAIMED / w.wid / name) or entry
         if deps == "failed":
             failed = [d for d in entry.deps if (f := final_state(Path(d))) and f[1]]
             why = f"dependency failed: {', '.join(Path(d).name[:12] for d in failed)}"
@@ -326,6 +321,8 @@ def serve(w: Worker) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A child's end wakes the loop at once (sigtimedwait below), not at its next pause.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     info = {"worker": w.wid, "node": socket.gethostname(), "pid": os.getpid(), "slots": w.slots}
     last_beat = 0.0
     last_work = time.monotonic()
@@ -356,7 +353,7 @@ def serve(w: Worker) -> int:
             why = f"idle for {w.idle:g} s"
             break
         pause = 0.002 if started else min(pause * 2, 0.5)
-        time.sleep(pause)
+        signal.sigtimedwait({signal.SIGCHLD}, pause)
     pack.record_exit(w.pool, w.wid, w.ran, why)
     if not w.stopping:  # a worker stopped by SLURM leaves its claims to the agent
         pack.forget_worker(w.pool, w.wid)

@@ -141,3 +141,23 @@ def test_packed_jobs_show_their_worker_and_are_killed_like_any_job(slurm_cluster
     wait_for(lambda: (task.__taskdir__ / "cleaned.txt").exists(), what="the cleanup")
     marker = json.loads((task.__taskdir__ / ".corral" / "failed").read_text())
     assert marker["reason"] == "killed"
+
+
+def test_the_client_pays_one_agent_command_per_poll_cycle_for_all_packed_jobs(
+    slurm_cluster, tmp_path
+):
+    from tests.execution.model_tasks import Append
+
+    out = tmp_path / "out"
+    out.mkdir()
+    launcher = SlurmLauncher(time="5", pack=Pack(workers=2, per_worker=2, idle="3s"))
+    with experiment(tmp_path / "ws", "cost", launcher=launcher, progress=False):
+        for i in range(200):
+            Append(token=f"c{i}", out=str(out)).submit()
+    assert len(lines(out)) == 200
+    calls = launcher.host.calls
+    assert set(calls) <= {"recover", "start", "pack", "version"}, calls  # none per job
+    assert calls["recover"] == 1 and calls["start"] == 1  # each once for all 200 jobs
+    assert calls["pack"] == launcher.counts["pack"] >= 1  # one per poll cycle
+    arrays = json.loads((pool_of(tmp_path / "ws") / pack.ARRAYS).read_text())
+    assert sum(a["n"] for a in arrays) <= 4  # a few workers, not one allocation per job
