@@ -39,6 +39,8 @@ from corral.host import pack
 _PR_SET_PDEATHSIG = 1
 _NODE = socket.gethostname()
 CANCEL_GRACE = 10.0
+LIST_EVERY = 1.0
+"""Seconds a listing of the queue serves while it still has entries."""
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Worker:
     entries: dict[str, pack.Entry] = field(default_factory=dict)
     stopping: bool = False
     ran: int = 0
+    names: list[str] = field(default_factory=list)
+    """The queue as last listed: listing 10,000 entries at every claim would cost more than
+    a claim of an entry another worker took meanwhile (a failed rename)."""
+    listed: float = 0.0
     code: str | None = None
     """The code (snapshot and import roots) this process imported its task modules from:
     a job of other code runs as a script, never forked from here."""
@@ -272,20 +278,26 @@ def _cancel_requested_jobs(w: Worker) -> None:
 def _claim_next(w: Worker) -> tuple[int, bool]:
     """Claim and start what fits; (jobs started, whether jobs are ready and none could ever
     run here: more slots, GPUs or time than this worker has)."""
-    started, waiting = 0, False
+    started, waiting, unfit = 0, False, 0
     left = w.deadline - time.time() if w.deadline is not None else None
-    names = pack.ready_entries(w.pool)
+    now = time.monotonic()
+    if not w.names or now - w.listed > LIST_EVERY:
+        w.names, w.listed = pack.ready_entries(w.pool), now
+    names = list(w.names)
     for name in names:
         if w.free_slots <= 0:
             waiting = True
             break
         entry = w.entries.get(name) or pack.Entry.read(w.pool / pack.READY / name)
-        if entry is None:
+        if entry is None:  # taken by another worker since the listing
+            w.names.remove(name)
             continue
         w.entries[name] = entry
         if entry.cpus > w.slots or entry.gpus > len(w.gpus):
+            unfit += 1
             continue  # never fits this worker
         if left is not None and entry.time is not None and entry.time > left:
+            unfit += 1
             continue  # not in the time this allocation has left
         waiting = True
         if entry.cpus > w.free_slots or entry.gpus > len(w.free_gpus):
@@ -293,6 +305,7 @@ def _claim_next(w: Worker) -> tuple[int, bool]:
         deps = _dependencies_state(entry)
         if deps == "wait":
             continue
+        w.names.remove(name)
         if not pack.claim(w.pool, w.wid, name):
             w.entries.pop(name, None)
             continue
@@ -309,7 +322,7 @@ def _claim_next(w: Worker) -> tuple[int, bool]:
             continue
         _launch(w, name, entry)
         started += 1
-    return started, bool(names) and not waiting
+    return started, unfit > 0 and not waiting
 
 
 def serve(w: Worker) -> int:
