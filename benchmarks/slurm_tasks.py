@@ -110,8 +110,8 @@ def child_experimaestro(
 def child_corral_packed(tasks: int, workspace: Path, args: argparse.Namespace) -> dict[str, object]:
     from benchmarks.noop_task import Noop, Sleep
     from corral import experiment
+    from corral.launchers.packing import Pack
     from corral.launchers.slurm import SlurmLauncher
-    from corral.launchers.slurm_pack import Pack
 
     workers, slots = args.pack_workers, args.pack_slots
     launcher = SlurmLauncher(python=sys.executable, time="30",

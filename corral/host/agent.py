@@ -14,7 +14,7 @@ its own host, exactly as the local launcher does on the client's:
 - ``cancel``: SIGTERM to each job's process group, SIGKILL to what is left after a grace;
 - ``fail``: write the ``failed`` marker of jobs that could not run (a dependency failed);
 - ``inspect``: each directory's final marker, if any;
-- ``pack``: one poll cycle of a pack pool (:mod:`corral.host.pack_slurm`).
+- ``pack``: one poll cycle of a pack pool (:mod:`corral.host.pack_agent`).
 
 For ``"launcher": "slurm"`` liveness is the job's SLURM state (``squeue``), and a ``start``
 writes one array wrapper for the batch and submits it with a single ``sbatch``
@@ -136,9 +136,9 @@ def start(request: StartRequest) -> list[StartAnswer]:
     chosen: Callable[[list[Path]], list[Any]] = spawn_detached
     packed = request.get("pack")
     if packed is not None:
-        from corral.host import pack_slurm
+        from corral.host import pack_agent
 
-        chosen = pack_slurm.enqueue_spawn(packed)
+        chosen = pack_agent.enqueue_spawn(packed)
     elif spec is not None:
         try:
             slurm.resolve_submissions([d for d, _ in entries], write=write_local)
@@ -238,10 +238,10 @@ def fail(request: FailRequest) -> dict[str, Any]:
 
 
 def pack(request: PackRequest) -> PackAnswer:
-    """One poll cycle of a pack pool (see :mod:`corral.host.pack_slurm`)."""
-    from corral.host import pack_slurm
+    """One poll cycle of a pack pool (see :mod:`corral.host.pack_agent`)."""
+    from corral.host import pack_agent
 
-    return pack_slurm.command(request)
+    return pack_agent.command(request)
 
 
 def inspect(request: InspectRequest) -> list[WireStatus]:

@@ -111,6 +111,7 @@ class WorkerSpec(TypedDict):
     time: float | None  #: seconds of each worker's allocation
     python: str  #: the workers' interpreter
     setup: list[str]  #: shell lines run before a worker starts
+    backend: NotRequired[str]  #: "slurm" (array tasks; the default) or "process" (SSH host)
 
 
 class PackedJob(TypedDict):

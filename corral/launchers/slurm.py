@@ -51,10 +51,10 @@ from corral.host.slurm_text import (
     parse_states,
     squeue_answered,
 )
-from corral.launchers import slurm_pack
+from corral.launchers import packing
+from corral.launchers.packing import Pack
 from corral.launchers.remote import CALL_ATTEMPTS, AgentLauncher, Host, check_workdir
 from corral.launchers.slurm_limits import SubmitBudget
-from corral.launchers.slurm_pack import Pack
 from corral.launchers.slurm_script import SlurmOptions, sbatch_options, time_seconds
 from corral.plugins.markers import hookimpl
 
@@ -112,7 +112,7 @@ class SlurmLauncher(AgentLauncher):
         again, by reason (default: ``{"node_fail": 1, "preempted": 3}``); a
         :class:`~corral.core.resumable.ResumableTask` is also resubmitted after ``timeout``.
     :param pack: run jobs packed in a few worker allocations
-        (:class:`~corral.launchers.slurm_pack.Pack`) rather than each in its own.
+        (:class:`~corral.launchers.packing.Pack`) rather than each in its own.
     """
 
     name = "slurm"
@@ -377,7 +377,7 @@ class SlurmLauncher(AgentLauncher):
         the pack workers could never run."""
         header(self.job_options(job))
         if self.pack is not None:
-            slurm_pack.check(self, job)
+            packing.check(self, job)
 
     def log_refusal(self, why: str) -> None:
         """Say why workers could not be submitted this cycle (the next one tries again)."""
@@ -394,7 +394,7 @@ class SlurmLauncher(AgentLauncher):
         """A job waits for a dependency submitted to the same cluster through ``afterok``
         (a packed job: its worker reads the dependency's marker)."""
         if self.pack is not None:
-            return slurm_pack.can_wait_for(self, dependency)
+            return packing.can_wait_for(self, dependency)
         return (
             self._slurm_id(dependency) is not None
             and self._same_cluster(dependency)
@@ -409,7 +409,7 @@ class SlurmLauncher(AgentLauncher):
     def submitted(self, jobs: Sequence[Job]) -> str:
         """The SLURM arrays they went out in, and the cluster's host."""
         if self.pack is not None:
-            return slurm_pack.describe(self, jobs)
+            return packing.describe(self, jobs)
         ids = (self._slurm_id(j) for j in jobs)
         arrays = sorted({i.split("_")[0] for i in ids if i}, key=lambda a: (len(a), a))
         where = self.label or self.host
@@ -431,7 +431,7 @@ class SlurmLauncher(AgentLauncher):
         waits for them (``afterok``), so a whole chain is queued at once.
         """
         if self.pack is not None:
-            return slurm_pack.start(self, jobs, workspace)
+            return packing.start(self, jobs, workspace)
         root = self.workspace_root(workspace)
         result: dict[Job, Status] = {}
         pending = list(jobs)
@@ -521,10 +521,10 @@ class SlurmLauncher(AgentLauncher):
     def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         """One squeue/sacct call for every job; one marker read for those that ended (for
         packed jobs, one agent command per pool)."""
-        packed = [j for j in jobs if slurm_pack.is_packed(j)]
+        packed = [j for j in jobs if packing.is_packed(j)]
         if packed:
-            found = slurm_pack.poll(self, packed)
-            rest = [j for j in jobs if not slurm_pack.is_packed(j)]
+            found = packing.poll(self, packed)
+            rest = [j for j in jobs if not packing.is_packed(j)]
             return {**found, **(self._poll(rest) if rest else {})}
         return self._poll(jobs)
 
@@ -600,16 +600,16 @@ class SlurmLauncher(AgentLauncher):
 
     def cancel(self, jobs: Sequence[Tracked]) -> None:
         """``scancel`` every given job, in one command (a packed job: its worker stops it)."""
-        packed = [j for j in jobs if slurm_pack.is_packed(j)]
+        packed = [j for j in jobs if packing.is_packed(j)]
         if packed:
-            slurm_pack.poll(self, [], cancel=packed)
+            packing.poll(self, [], cancel=packed)
         ids = [sid for j in jobs if (sid := self._slurm_id(j)) is not None]
         if ids:
             self.run(["scancel", *ids])
 
     def cancel_outcome(self, job: Tracked) -> str:
         """``cancelled (SLURM job ID)``, or the packed job's stop asked of its worker."""
-        if slurm_pack.is_packed(job):
+        if packing.is_packed(job):
             return "stop asked of its pack worker (SIGTERM, then SIGKILL after 10 s)"
         return f"cancelled (SLURM job {self._slurm_id(job)})"
 

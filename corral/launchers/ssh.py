@@ -13,6 +13,7 @@ round trip. Slot leases are the remote machine's own lock files
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Self
@@ -23,12 +24,16 @@ from corral.core.launcher import J, Launcher, Origin
 from corral.core.pool import LauncherPool
 from corral.core.slots import SlotBudget
 from corral.errors import ConfigError, SubmissionError
+from corral.launchers import packing
+from corral.launchers.packing import Pack
 from corral.launchers.remote import AgentLauncher, Host, check_workdir
 from corral.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
     from corral.core.workspace import Workspace
     from corral.plugins.registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 class SSHLauncher(AgentLauncher):
@@ -46,6 +51,8 @@ class SSHLauncher(AgentLauncher):
     :param slots_dir: the remote directory of the slot lock files (absolute; default: the
         host's, ``$CORRAL_SLOTS_DIR`` there or ``/tmp/corral-slots``).
     :param cancel_grace: seconds between SIGTERM and SIGKILL when a job is cancelled.
+    :param pack: run jobs through a fixed pool of worker processes on the host
+        (:class:`~corral.launchers.packing.Pack`), rather than a process each.
     """
 
     name = "ssh"
@@ -65,6 +72,7 @@ class SSHLauncher(AgentLauncher):
         setup: Sequence[str] = (),
         slots_dir: str | None = None,
         cancel_grace: float = 10.0,
+        pack: Pack | None = None,
     ) -> None:
         if connector is None:
             if host is None:
@@ -90,6 +98,11 @@ class SSHLauncher(AgentLauncher):
         )
         self.slots_dir = slots_dir
         self.cancel_grace = float(cancel_grace)
+        if pack is not None and not isinstance(pack, Pack):
+            raise ConfigError(f"SSHLauncher(pack=...): expected Pack(...), got {pack!r}")
+        self.pack = pack
+        self.pack_workers = 0
+        """Worker processes running on the host, as the last poll cycle found them."""
 
     @classmethod
     def pool(cls, launchers: Sequence[SSHLauncher]) -> LauncherPool:
@@ -137,15 +150,35 @@ class SSHLauncher(AgentLauncher):
         return f"ssh:{self.ssh.destination}:{self.workdir}"
 
     def check(self, job: Job) -> None:
-        """Refuse jobs asking more slots than the host has."""
+        """Refuse jobs asking more slots than the host has (or a pack worker)."""
         self.slots.check(job.name, job.resources)
+        if self.pack is not None:
+            packing.check(self, job)
+
+    def log_refusal(self, why: str) -> None:
+        """Say why workers could not be started this cycle."""
+        log.warning("%s: pack workers not started yet: %s", self.host, why)
+
+    def can_wait_for(self, dependency: Job) -> bool:
+        """A packed job waits for a dependency on the same host: its worker reads the
+        dependency's marker."""
+        return self.pack is not None and packing.can_wait_for(self, dependency)
+
+    def submitted(self, jobs: Sequence[Job]) -> str:
+        """This launcher's name and host (and its pack pool, when packing)."""
+        if self.pack is not None:
+            return packing.describe(self, jobs)
+        return super().submitted(jobs)
 
     def capacities(self) -> dict[str, float | frozenset[str]]:
         """The machine's slots, and its GPU model when one is given."""
         return self.slots.offer()
 
     def capacity(self, jobs: Sequence[Job]) -> int | None:
-        """How many of the ready ``jobs`` fit in the free slots, in order."""
+        """How many of the ready ``jobs`` fit in the free slots, in order (all of them when
+        packing: they wait in the pool's queue)."""
+        if self.pack is not None:
+            return None
         return self.slots.fits([(j.resources.cpus, j.resources.gpus) for j in jobs])
 
     def job_environ(self, job: Job) -> dict[str, str]:
@@ -154,7 +187,8 @@ class SSHLauncher(AgentLauncher):
 
     def attach(self, job: Job) -> None:
         """Count a job found running against the slots."""
-        self.slots.take(job, job.resources.cpus, job.resources.gpus)
+        if self.pack is None:
+            self.slots.take(job, job.resources.cpus, job.resources.gpus)
 
     # --- the scheduler's calls: one round trip each ------------------------------------------
 
@@ -162,7 +196,9 @@ class SSHLauncher(AgentLauncher):
         self, jobs: Sequence[Job], workspace: Workspace, *, detached: bool = False
     ) -> dict[Job, Status]:
         """Send every job's files (and the code snapshots the host has not had yet) and start
-        them, in one command."""
+        them, in one command (when packing: queue them for the host's workers)."""
+        if self.pack is not None:
+            return packing.start(self, jobs, workspace)
         entries = [(job.directory, self.job_files(job, workspace)) for job in jobs]
         snapshots = self.host.snapshots(jobs, self.remote_workdir())
         try:
@@ -181,6 +217,14 @@ class SSHLauncher(AgentLauncher):
 
     def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         """Markers and liveness of every active job, in one command."""
+        packed = [j for j in jobs if packing.is_packed(j)]
+        if packed:
+            found = packing.poll(self, packed)
+            rest = [j for j in jobs if not packing.is_packed(j)]
+            return {**found, **(self._poll(rest) if rest else {})}
+        return self._poll(jobs)
+
+    def _poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         statuses = self.host.agent.poll([(j.directory, j.handle) for j in jobs])
         result: dict[J, Status] = {}
         for job, status in zip(jobs, statuses, strict=True):
@@ -191,9 +235,14 @@ class SSHLauncher(AgentLauncher):
 
     def cancel(self, jobs: Sequence[Tracked]) -> None:
         """SIGTERM to each job's process group on the host, SIGKILL to what is left after
-        ``cancel_grace`` seconds; one command for all."""
-        started = [(j.handle, j.directory) for j in jobs if j.handle is not None]
-        self.host.agent.cancel(started, self.cancel_grace)
+        ``cancel_grace`` seconds; one command for all (a packed job: its worker stops it)."""
+        packed = [j for j in jobs if packing.is_packed(j)]
+        if packed:
+            packing.poll(self, [], cancel=packed)
+        started = [(j.handle, j.directory) for j in jobs
+                   if j.handle is not None and not packing.is_packed(j)]
+        if started:
+            self.host.agent.cancel(started, self.cancel_grace)
 
     def cancel_outcome(self, job: Tracked) -> str:
         """``killed on HOST``, or ``not started``."""

@@ -18,8 +18,8 @@ import pytest
 
 from corral import experiment
 from corral.host import pack
+from corral.launchers.packing import Pack
 from corral.launchers.slurm import SlurmLauncher
-from corral.launchers.slurm_pack import Pack
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = 500
@@ -28,7 +28,7 @@ CLIENT = """
 import sys
 from corral import experiment
 from corral.launchers.slurm import SlurmLauncher
-from corral.launchers.slurm_pack import Pack
+from corral.launchers.packing import Pack
 from tests.execution.model_tasks import Append
 
 workspace, out, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])

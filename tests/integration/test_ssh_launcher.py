@@ -21,6 +21,7 @@ import pytest
 
 from corral import ConfigError, SubmissionError, experiment
 from corral.connectors.ssh import SSHConnector, close_all
+from corral.core.job import JobState
 from corral.launchers.local import LocalLauncher
 from corral.launchers.ssh import SSHLauncher
 from corral.testing import LauncherConformance
@@ -650,3 +651,50 @@ def test_nested_generated_paths_are_the_remote_paths_in_the_client(ssh_host, rig
     assert seen["extra0"] == str(train.extra[0].vocab)
     local = launcher.fetch(job, tmp_path / "copy")  # and a fetched copy has it at its place
     assert (local / model.weights.relative_to(job.directory)).read_text() == "weights"
+
+
+def test_packed_jobs_on_an_ssh_host_run_once_through_a_killed_worker(ssh_host, rig, workdir,
+                                                                    tmp_path):
+    from corral.launchers.packing import Pack
+    from tests.execution.model_tasks import Append
+
+    c = SSHConnector(ssh_host.alias, config_file=ssh_host.ssh_config)
+    out = f"{workdir}/out"
+    c.run(["mkdir", "-p", out], check=True)
+    launcher = launcher_for(ssh_host, rig, workdir, cpu_slots=4,
+                            pack=Pack(workers=2, per_worker=2, idle="3s"))
+    tasks = [Append(token=str(i), seconds=0.05, out=out) for i in range(120)]
+    killed: list[str] = []
+
+    def kill_a_worker() -> None:  # once some jobs are done, SIGKILL one worker process
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            done = c.run(["sh", "-c", f"ls {out} | wc -l"]).stdout.strip()
+            if done.isdigit() and int(done) >= 20:
+                found = c.run(["sh", "-c", f"cat {workdir}/.corral/pack/*/processes.json"])
+                workers = json.loads(found.stdout or "[]")
+                if workers:
+                    c.run(["kill", "-9", str(workers[0]["handle"]["pid"])])
+                    killed.append(workers[0]["wid"])
+            time.sleep(0.2)
+
+    import threading
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    with experiment(tmp_path / "ws", "packed-ssh", launcher=launcher, progress=False) as xp:
+        for task in tasks:
+            task.submit()
+    killer.join()
+    assert killed, "no worker was killed"
+    assert all(j.state.value == "done" for j in xp.jobs.values())
+    counts = c.run(["sh", "-c", f"cat {out}/* | wc -l; ls {out} | wc -l"]).stdout.split()
+    assert counts == ["120", "120"]  # every job once
+    assert launcher.host.calls["start"] == 1 and "poll" not in launcher.host.calls
+    rerun = launcher_for(ssh_host, rig, workdir, cpu_slots=4, pack=Pack(workers=2, per_worker=2))
+    with experiment(tmp_path / "ws", "packed-ssh", launcher=rerun, progress=False) as again:
+        for task in tasks:
+            Append(token=task.token, seconds=0.05, out=out).submit()
+    assert all(j.state is JobState.DONE for j in again.jobs.values())
+    after = c.run(["sh", "-c", f"cat {out}/* | wc -l; ls {out} | wc -l"]).stdout.split()
+    assert after == ["120", "120"]  # the re-run ran nothing again

@@ -1,9 +1,11 @@
-"""The login-node side of packing (:mod:`corral.host.pack`) on SLURM: the agent's ``pack``
-command and the packed ``start``.
+"""The host side of packing (:mod:`corral.host.pack`): the agent's ``pack`` command and the
+packed ``start``, on a SLURM login node or an SSH host.
 
-Each call reads the pool in one pass, asks SLURM once (``squeue``) which of its workers are
-queued or running, gives back the claims of workers SLURM has ended, and submits one array
-of new workers when jobs wait and fewer workers than asked are there.
+Each call reads the pool in one pass, finds which of its workers are still there, gives
+back the claims of workers that ended, and starts workers when jobs wait and fewer than
+asked are there. On SLURM (``backend: slurm``) workers are array tasks: one ``squeue`` says
+which are queued or running, one ``sbatch`` submits more. On an SSH host (``backend:
+process``) workers are detached processes of the host, known by pid and start time.
 """
 
 from __future__ import annotations
@@ -114,10 +116,67 @@ def _worker_states(pool: Path, ids: list[str]) -> dict[str, str]:
     return known
 
 
+PROCESSES = "processes.json"
+
+
+def _process_workers(pool: Path) -> list[dict[str, Any]]:
+    data = read_json(pool / PROCESSES)
+    return data if isinstance(data, list) else []
+
+
+def start_processes(pool: Path, spec: WorkerSpec, count: int) -> None:
+    """Start ``count`` workers as detached processes of this host (they outlive the agent
+    and the SSH connection)."""
+    import socket
+    import subprocess
+
+    from corral.core import procs
+
+    argv = [spec["python"], "-m", "corral.host.worker", str(pool), "--slots", str(spec["slots"]),
+            "--gpus", str(spec["gpus"]), "--idle", str(spec["idle"])]
+    script = "".join(f"{line}\n" for line in spec["setup"])
+    script += "cd / && exec " + " ".join(shlex.quote(a) for a in argv)
+    (pool / "logs").mkdir(parents=True, exist_ok=True)
+    started = _process_workers(pool)
+    for _ in range(count):
+        log = pool / "logs" / f"worker-{uuid.uuid4().hex[:8]}.out"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                ["bash", "-c", script], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True, close_fds=True,
+            )
+        started.append({"wid": f"{socket.gethostname()}-{proc.pid}",
+                        "handle": procs.handle_for(proc.pid)})
+    write_local(pool / PROCESSES, json.dumps(started), 0o644)
+
+
+def _process_cycle(pool: Path, spec: WorkerSpec) -> tuple[int, int, int, str]:
+    from corral.core import procs
+
+    known = _process_workers(pool)
+    active = {w["wid"] for w in known if procs.handle_alive(w["handle"])}
+    seen = set(pack.workers(pool)) | set(pack.claimed_entries(pool).values())
+    ended = {w["wid"] for w in known if w["wid"] not in active and w["wid"] in seen}
+    outcomes = pack.reap(pool, ended) if ended else {}
+    requeued = sum(1 for o in outcomes.values() if o == "requeued")
+    if len(known) != len(active):  # forget the workers that left
+        write_local(pool / PROCESSES, json.dumps([w for w in known if w["wid"] in active]),
+                    0o644)
+    waiting = len(pack.ready_entries(pool))
+    wanted = min(spec["max"], math.ceil(waiting / max(1, spec["slots"])))
+    started = 0
+    if wanted > len(active):
+        started = wanted - len(active)
+        start_processes(pool, spec, started)
+    return len(active) + started, started, requeued, ""
+
+
 def cycle(pool: Path, spec: WorkerSpec) -> tuple[int, int, int, str]:
-    """Reap the workers SLURM ended, submit workers for waiting jobs: ``(workers queued or
-    running, workers submitted now, jobs requeued, why sbatch refused)``. Nothing is reaped
-    nor submitted when SLURM does not answer."""
+    """Reap the workers that ended, start workers for waiting jobs: ``(workers queued or
+    running, workers started now, jobs requeued, why they could not be)``. On SLURM,
+    nothing is reaped nor submitted when SLURM does not answer."""
+    if spec.get("backend") == "process":
+        return _process_cycle(pool, spec)
     ids = worker_ids(pool)
     try:
         known = _worker_states(pool, ids)

@@ -1,8 +1,9 @@
-"""Packed execution on SLURM: many short jobs served by a few worker allocations.
+"""Packed execution: many short jobs served by a few workers.
 
-``SlurmLauncher(..., pack=Pack(workers=8, per_worker=4, idle="60s"))`` queues each job in a
+``PackLauncher(..., pack=Pack(workers=8, per_worker=4, idle="60s"))`` queues each job in a
 pool on the cluster's filesystem instead of giving it an allocation of its own; an array of
-workers (:mod:`corral.host.worker`) claims and runs them. Every job keeps its directory,
+workers (:mod:`corral.host.worker`) claims and runs them. ``SSHLauncher(..., pack=Pack(...))``
+does the same with a fixed pool of worker processes on the host. Every job keeps its directory,
 ``job.sh``, logs, markers and identity; ``corral jobs log/show/kill`` work unchanged. One
 agent command per poll cycle (``pack``) reads every packed job's state, gives back the jobs
 of workers SLURM ended, and submits workers while jobs wait.
@@ -27,7 +28,10 @@ from corral.launchers.slurm_script import sbatch_options, time_seconds
 
 if TYPE_CHECKING:
     from corral.core.workspace import Workspace
-    from corral.launchers.slurm import SlurmLauncher
+
+PackLauncher = Any
+"""A SlurmLauncher or an SSHLauncher with ``pack=`` (both agent launchers: ``host``,
+``pack``, ``name``); duck-typed, since neither module may import the other."""
 
 
 @dataclass(frozen=True)
@@ -64,35 +68,45 @@ class Pack:
         return parse_duration(self.idle) if isinstance(self.idle, str) else float(self.idle)
 
 
-def worker_spec(launcher: SlurmLauncher) -> WorkerSpec:
-    """How ``launcher``'s workers are submitted (a launcher rebuilt by ``corral jobs``,
-    without ``pack=``, submits none: ``max`` 0)."""
-    p = launcher.pack if launcher.pack is not None else Pack(workers=1)
-    time = p.time or launcher.defaults.time
-    resources = Resources(
-        cpus=p.per_worker, gpus=p.gpus, gpu_type=launcher.defaults.gpu_type,
-        mem=p.mem or launcher.defaults.mem, time=time,
-    )
+def _slurm(launcher: PackLauncher) -> bool:
+    return bool(launcher.name == "slurm")
+
+
+def worker_spec(launcher: PackLauncher) -> WorkerSpec:
+    """How ``launcher``'s workers are started: SLURM array tasks, or processes of an SSH
+    host (a launcher rebuilt by ``corral jobs``, without ``pack=``, starts none: ``max`` 0)."""
+    p: Pack = launcher.pack if launcher.pack is not None else Pack(workers=1)
+    if _slurm(launcher):
+        time = p.time or launcher.defaults.time
+        resources = Resources(
+            cpus=p.per_worker, gpus=p.gpus, gpu_type=launcher.defaults.gpu_type,
+            mem=p.mem or launcher.defaults.mem, time=time,
+        )
+        options = sbatch_options(resources, launcher.options)
+        seconds = float(time_seconds(str(time))) if time is not None else None
+    else:
+        options, seconds = [], None
     return {
-        "options": sbatch_options(resources, launcher.options),
+        "options": options,
         "max": p.workers if launcher.pack is not None else 0,
         "slots": p.per_worker,
         "gpus": p.gpus,
         "idle": p.idle_seconds,
-        "time": float(time_seconds(str(time))) if time is not None else None,
+        "time": seconds,
         "python": launcher.host.python,
         "setup": list(launcher.host.setup),
+        "backend": "slurm" if _slurm(launcher) else "process",
     }
 
 
-def pool_of(launcher: SlurmLauncher, root: Path) -> str:
+def pool_of(launcher: PackLauncher, root: Path) -> str:
     """The pool directory of ``launcher``: one per set of worker options, interpreter and
     setup lines, so launchers that would start the same workers share them."""
     key = hashlib.sha256(json.dumps(worker_spec(launcher), sort_keys=True).encode()).hexdigest()
     return str(host_pack.pool_dir(root, key[:16]))
 
 
-def check(launcher: SlurmLauncher, job: Job) -> None:
+def check(launcher: PackLauncher, job: Job) -> None:
     """Refuse a job the workers could never run, naming what to change."""
     p = launcher.pack
     assert p is not None
@@ -100,7 +114,7 @@ def check(launcher: SlurmLauncher, job: Job) -> None:
     if r.nodes > 1 or r.tasks_per_node > 1 or r.torchrun:
         raise ConfigError(
             f"{job.name}: a distributed job (nodes={r.nodes}, tasks_per_node="
-            f"{r.tasks_per_node}) cannot be packed; submit it to a SlurmLauncher without pack="
+            f"{r.tasks_per_node}) cannot be packed; submit it to a PackLauncher without pack="
         )
     if r.cpus > p.per_worker:
         raise ConfigError(
@@ -113,12 +127,14 @@ def check(launcher: SlurmLauncher, job: Job) -> None:
         )
 
 
-def packed_job(launcher: SlurmLauncher, job: Job) -> PackedJob:
+def packed_job(launcher: PackLauncher, job: Job) -> PackedJob:
     """What a worker needs to know of ``job`` before it claims it."""
     # A time the job was given (submit(time=...), a hook) must fit in a worker's time left;
     # the launcher's default, which every job has, says nothing about the job.
-    time = job.resources.time if job.resources.time != launcher.defaults.time else None
-    attempts = 1 + max(launcher.retries.values(), default=0)
+    default = launcher.defaults.time if _slurm(launcher) else None
+    time = job.resources.time if job.resources.time != default else None
+    retries = getattr(launcher, "retries", {})
+    attempts = 1 + max(retries.values(), default=0)
     return {
         "deps": [str(d.directory) for d in job.dependencies if d.state is not JobState.DONE],
         "cpus": job.resources.cpus,
@@ -128,7 +144,7 @@ def packed_job(launcher: SlurmLauncher, job: Job) -> PackedJob:
     }
 
 
-def start(launcher: SlurmLauncher, jobs: Sequence[Job], workspace: Workspace) -> dict[Job, Status]:
+def start(launcher: PackLauncher, jobs: Sequence[Job], workspace: Workspace) -> dict[Job, Status]:
     """Queue ``jobs`` in the pool (one agent command) and have workers submitted."""
     root = launcher.workspace_root(workspace)
     spec: PackSpec = {
@@ -149,7 +165,7 @@ def start(launcher: SlurmLauncher, jobs: Sequence[Job], workspace: Workspace) ->
 
 
 def poll(
-    launcher: SlurmLauncher, jobs: Sequence[Any], cancel: Sequence[Any] = ()
+    launcher: PackLauncher, jobs: Sequence[Any], cancel: Sequence[Any] = ()
 ) -> dict[Any, Status]:
     """Every packed job's status, in one agent command per pool (and the stops asked for
     the jobs of ``cancel``)."""
@@ -164,7 +180,8 @@ def poll(
         found, answer = launcher.host.agent.pack(
             pool, [j.directory for j in members], worker_spec(launcher), stopping
         )
-        launcher.counts["pack"] += 1
+        if hasattr(launcher, "counts"):
+            launcher.counts["pack"] += 1
         launcher.pack_workers = answer.get("workers", 0)
         if answer.get("refused"):
             launcher.log_refusal(str(answer["refused"]))
@@ -180,19 +197,24 @@ def is_packed(job: Tracked) -> bool:
     return host_pack.is_packed(job.handle)
 
 
-def can_wait_for(launcher: SlurmLauncher, dependency: Job) -> bool:
+def can_wait_for(launcher: PackLauncher, dependency: Job) -> bool:
     """A packed job waits for a dependency whose directory its worker can read: a job of
     the same cluster whose result is final once written (not a resumable one)."""
+    if _slurm(launcher):
+        same = launcher._same_cluster(dependency)
+    else:
+        same = str(getattr(dependency.launcher, "host", "")) == str(launcher.host)
     return (
         dependency.handle is not None
-        and launcher._same_cluster(dependency)
+        and same
         and not isinstance(dependency.task, ResumableTask)
     )
 
 
-def describe(launcher: SlurmLauncher, jobs: Sequence[Job]) -> str:
+def describe(launcher: PackLauncher, jobs: Sequence[Job]) -> str:
     """``packed in pool P (W workers) on host``."""
     pools = sorted({Path(j.handle["pack"]).name for j in jobs if is_packed(j)})
     where = launcher.label or launcher.host
-    return f"packed for {launcher.pack.workers if launcher.pack else 0} SLURM worker(s) " \
-        f"(pool {', '.join(pools) or '-'}) on {where}"
+    kind = "SLURM worker(s)" if _slurm(launcher) else "worker process(es)"
+    workers = launcher.pack.workers if launcher.pack else 0
+    return f"packed for {workers} {kind} (pool {', '.join(pools) or '-'}) on {where}"
