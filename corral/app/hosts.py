@@ -217,6 +217,22 @@ def _spec(source: Source, name: str, table: Any) -> HostSpec:
 # --- building a launcher -------------------------------------------------------------------
 
 
+def _pack(table: dict[str, Any], name: str, where: str) -> Any:
+    """``pack = {workers = 8, per_worker = 4}`` of a hosts-file line, as a ``Pack``."""
+    import dataclasses
+
+    from corral.launchers.packing import Pack
+
+    valid = [f.name for f in dataclasses.fields(Pack)]
+    for key in table:
+        if key not in valid:
+            raise ConfigError(
+                f"{where}: host {name!r}: unknown pack key {key!r}{did_you_mean(key, valid)}; "
+                f"valid: {', '.join(valid)}"
+            )
+    return Pack(**table)
+
+
 def _parameters(factory: Any) -> tuple[set[str] | None, set[str]]:
     """The keyword arguments ``factory`` takes (None: any) and those it requires."""
     params = inspect.signature(factory).parameters.values()
@@ -321,6 +337,8 @@ def build(spec: HostSpec, plugins: PluginManager) -> Launcher:
         connector = _connector(spec, plugins)
         user = getattr(getattr(connector, "destination", None), "user", user)  # who jobs run as
     options = {k: _expand(v, user, spec.where(k)) for k, v in spec.options.items()}
+    if isinstance(options.get("pack"), dict):
+        options["pack"] = _pack(options["pack"], name, spec.where("pack"))
     if connector is not None:
         options["connector"] = connector
     try:

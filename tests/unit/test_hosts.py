@@ -287,7 +287,8 @@ def test_bad_key_names_file_line_and_valid_keys(env):
         gpu = 2
     """) == (
         "F:6: host 'h': unknown key 'gpu' for launcher 'ssh'; valid: cancel_grace, capacity, "
-        "cpu_slots, gpu_slots, gpu_type, host, launcher, python, setup, slots_dir, ssh, workdir"
+        "cpu_slots, gpu_slots, gpu_type, host, launcher, pack, python, setup, slots_dir, ssh, "
+        "workdir"
     )
 
 
@@ -402,3 +403,37 @@ def test_hosts_config_is_iterable_in_order(env):
     assert [h.name for h in config] == ["b", "a"]
     assert "a" in config and "c" not in config
     assert isinstance(launcher("a"), Launcher)
+
+
+def test_a_host_packs_its_jobs_with_a_pack_table(env, plugins):
+    from corral.launchers.packing import Pack
+
+    user_hosts(env, """
+        [hosts.cluster]
+        launcher = "slurm"
+        ssh = "mycluster"
+        workdir = "/scratch/{user}/corral"
+        pack = {workers = 8, per_worker = 4, idle = "30s"}
+        [hosts.gpubox]
+        launcher = "ssh"
+        ssh = "gpubox"
+        workdir = "~/corral"
+        cpu_slots = 8
+        pack = {workers = 2, per_worker = 4}
+    """)
+    config = load_hosts()
+    assert config.build("cluster", plugins).pack == Pack(workers=8, per_worker=4, idle="30s")
+    assert config.build("gpubox", plugins).pack == Pack(workers=2, per_worker=4)
+
+
+def test_a_mistyped_pack_key_names_the_valid_ones(env):
+    assert error(env, """
+        [hosts.h]
+        launcher = "ssh"
+        ssh = "gpubox"
+        workdir = "~/w"
+        pack = {worker = 2}
+    """) == (
+        "F:5: host 'h': unknown pack key 'worker' (did you mean 'workers'?); valid: workers, "
+        "per_worker, gpus, idle, time, mem"
+    )
