@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from corral.core.job import Job, JobState, Resources, Status, Tracked
+from corral.core.launcher import J
 from corral.core.resumable import ResumableTask
 from corral.core.units import parse_duration
 from corral.errors import ConfigError
@@ -190,6 +191,17 @@ def poll(
                 job.handle = {**job.handle, "worker": worker}
             result[job] = status
     return result
+
+
+def poll_split(
+    launcher: PackLauncher, jobs: Sequence[J], others: Callable[[Sequence[J]], dict[J, Status]]
+) -> dict[J, Status]:
+    """The statuses of ``jobs``: the packed ones through :func:`poll`, the others through the
+    launcher's own ``others`` (a launcher's jobs of an earlier run may be of both kinds)."""
+    packed = [j for j in jobs if is_packed(j)]
+    rest = [j for j in jobs if not is_packed(j)]
+    found: dict[J, Status] = poll(launcher, packed) if packed else {}
+    return {**found, **(others(rest) if rest else {})}
 
 
 def is_packed(job: Tracked) -> bool:

@@ -521,12 +521,7 @@ class SlurmLauncher(AgentLauncher):
     def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         """One squeue/sacct call for every job; one marker read for those that ended (for
         packed jobs, one agent command per pool)."""
-        packed = [j for j in jobs if packing.is_packed(j)]
-        if packed:
-            found = packing.poll(self, packed)
-            rest = [j for j in jobs if not packing.is_packed(j)]
-            return {**found, **(self._poll(rest) if rest else {})}
-        return self._poll(jobs)
+        return packing.poll_split(self, jobs, self._poll)
 
     def _poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         ids = [sid for j in jobs if (sid := self._slurm_id(j)) is not None]

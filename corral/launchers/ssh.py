@@ -217,12 +217,7 @@ class SSHLauncher(AgentLauncher):
 
     def poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         """Markers and liveness of every active job, in one command."""
-        packed = [j for j in jobs if packing.is_packed(j)]
-        if packed:
-            found = packing.poll(self, packed)
-            rest = [j for j in jobs if not packing.is_packed(j)]
-            return {**found, **(self._poll(rest) if rest else {})}
-        return self._poll(jobs)
+        return packing.poll_split(self, jobs, self._poll)
 
     def _poll(self, jobs: Sequence[J]) -> dict[J, Status]:
         statuses = self.host.agent.poll([(j.directory, j.handle) for j in jobs])
