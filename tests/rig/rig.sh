@@ -486,6 +486,11 @@ remove_compute_nodes() {  # namespaces, bridge, device files, /etc/netns copies 
         rm -rf "/etc/netns/$ns"
         rm -f /dev/corral-rig-gpu-"$RIG_ID"-"$n"-*
     done
+    # A veth whose namespace went away while something still held it (a rig torn down
+    # mid-start) keeps its host end: remove those too, or the next `up` cannot add them.
+    for ((n = 0; n < ${#COMPUTE_NODES[@]}; n++)); do
+        ip link del "crig${RIG_ID}v$n" 2>/dev/null || true
+    done
     ip link del "$BRIDGE" 2>/dev/null || true
     rm -f "$RUN/node-net"
 }
