@@ -83,28 +83,33 @@ def check_exactly_once(start, out: Path) -> None:
     assert lines(out) == counts
 
 
-def test_a_scancelled_worker_loses_no_job_and_runs_none_twice(slurm_cluster, client):
+def survives(client, fault) -> None:
+    """Start the 500 jobs, apply ``fault`` to the pool once 60 are done, let the client
+    finish: every job done exactly once, and a re-run runs nothing."""
     start, out, ws = client
     proc = start()
     wait_for(lambda: len(list(out.iterdir())) >= 60, what="jobs done")
-    victim = next(iter(pack.claimed_entries(pool_of(ws)).values()))  # one running a job
-    slurm_cluster.command("scancel", victim)
+    fault(pool_of(ws))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     check_exactly_once(start, out)
+
+
+def test_a_scancelled_worker_loses_no_job_and_runs_none_twice(slurm_cluster, client):
+    def scancel_a_busy_worker(pool: Path) -> None:
+        victim = next(iter(pack.claimed_entries(pool).values()))  # one running a job
+        slurm_cluster.command("scancel", victim)
+
+    survives(client, scancel_a_busy_worker)
 
 
 def test_a_worker_killed_with_sigkill_loses_no_job_and_runs_none_twice(slurm_cluster, client):
-    start, out, ws = client
-    proc = start()
-    wait_for(lambda: len(list(out.iterdir())) >= 60, what="jobs done")
-    pool = pool_of(ws)
-    busy = set(pack.claimed_entries(pool).values())
-    victim = next(info for w, info in pack.workers(pool).items() if w in busy)
-    os.kill(int(victim["pid"]), signal.SIGKILL)  # the nodes share this machine's pids
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    check_exactly_once(start, out)
+    def kill_a_busy_worker(pool: Path) -> None:
+        busy = set(pack.claimed_entries(pool).values())
+        victim = next(info for w, info in pack.workers(pool).items() if w in busy)
+        os.kill(int(victim["pid"]), signal.SIGKILL)  # the nodes share this machine's pids
+
+    survives(client, kill_a_busy_worker)
 
 
 def test_a_killed_client_is_re_attached_and_nothing_runs_twice(slurm_cluster, client):
